@@ -1,0 +1,25 @@
+"""The code location: ``dagster dev -w workspace.yaml`` loads ``defs`` from here."""
+
+from dagster import Definitions
+
+from assets_defs.ingestion import INGESTION_ASSETS
+from assets_defs.jobs import ingest_job
+from assets_defs.resources import CinepipeHome, MlflowTracking
+from assets_defs.sensors import landing_sensor
+from cinepipe.home import default_home
+
+
+def build_definitions(home: str | None = None, landing: str | None = None) -> Definitions:
+    home = home or str(default_home())
+    return Definitions(
+        assets=[*INGESTION_ASSETS],
+        jobs=[ingest_job],
+        sensors=[landing_sensor],
+        resources={
+            "home": CinepipeHome(home=home, landing=landing or ""),
+            "mlflow": MlflowTracking(home=home),
+        },
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,102 @@
+"""``cinepipe run``: materialize every asset, for every partition, into the persistent home.
+
+Run history goes to the Dagster instance under ``<home>/dagster`` (so ``dagster dev`` shows it), MLflow runs to
+the embedded store (or ``MLFLOW_TRACKING_URI``). With no landing folder configured, the built-in reel is generated
+under the home (once) and ingested.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+DAGSTER_YAML = """\
+# written by cinepipe: the run history of `cinepipe run` and `dagster dev` lives here
+telemetry:
+  enabled: false
+run_queue:
+  max_concurrent_runs: 2
+"""
+
+
+def prepare_dagster_home(home: Path) -> Path:
+    """Point DAGSTER_HOME at ``<home>/dagster`` unless the environment already names one."""
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").absolute()
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    os.environ["DAGSTER_HOME"] = str(dagster_home)
+    return dagster_home
+
+
+def _failure_lines(result) -> list[str]:
+    lines = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            error = event.event_specific_data.error
+            message = (error.message or "").strip().splitlines()
+            text = message[0] if message else "failed"
+            for prefix in ("dagster._core.definitions.events.Failure: ", "Failure: "):
+                text = text.removeprefix(prefix)
+            lines.append(f"{event.step_key}: {text}")
+    return lines
+
+
+def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[dict] = None,
+            echo: Callable[[str], None] = print) -> int:
+    """Materialize the whole graph; return 0 if everything succeeded, 1 if any asset failed (each one named)."""
+    home = Path(home).absolute()
+    home.mkdir(parents=True, exist_ok=True)
+    prepare_dagster_home(home)
+
+    from dagster import DagsterInstance
+
+    from assets_defs.definitions import build_definitions
+    from assets_defs.partitions import FILMS_PARTITION
+    from assets_defs.sensors import SOURCE_TAG
+    from cinepipe.landing import scan_landing, unique_films
+
+    if landing is None:
+        from cinepipe.reel import generate_reel
+
+        landing = home / "reel"
+        started = time.perf_counter()
+        echo(f"no landing folder configured: using the built-in reel in {landing}")
+        generate_reel(landing, **(reel_settings or {}))
+        echo(f"  reel ready in {time.perf_counter() - started:.1f} s")
+    landing = Path(landing).absolute()
+    defs = build_definitions(home=str(home), landing=str(landing))
+    instance = DagsterInstance.get()
+    films = unique_films(scan_landing(landing, home / "landing_index.json"))
+    if not films:
+        echo(f"no films in {landing}")
+        return 1
+    existing = set(instance.get_dynamic_partitions(FILMS_PARTITION))
+    new = [fid for fid in films if fid not in existing]
+    if new:
+        instance.add_dynamic_partitions(FILMS_PARTITION, new)
+    echo(f"ingesting {len(films)} films from {landing} into {home}")
+    job = defs.resolve_job_def("ingest_films")
+    failures: list[str] = []
+    for i, (film_id, source) in enumerate(sorted(films.items(), key=lambda kv: kv[1].name), 1):
+        started = time.perf_counter()
+        result = job.execute_in_process(partition_key=film_id, instance=instance, raise_on_error=False,
+                                        tags={SOURCE_TAG: source.path, "cinepipe/film": source.name})
+        took = time.perf_counter() - started
+        if result.success:
+            echo(f"[{i}/{len(films)}] {source.name} ({film_id}): ok in {took:.1f} s")
+        else:
+            lines = _failure_lines(result) or ["failed"]
+            echo(f"[{i}/{len(films)}] {source.name} ({film_id}): FAILED in {took:.1f} s")
+            for line in lines:
+                echo(f"    {line}")
+            failures += [f"{source.name} ({film_id}) {line}" for line in lines]
+    if failures:
+        print(f"cinepipe run: {len(failures)} asset(s) failed:", file=sys.stderr)
+        for line in failures:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    echo("all assets materialized")
+    return 0

@@ -1,0 +1,138 @@
+"""The ``cinepipe`` command line.
+
+    cinepipe probe FILE [--json]        probe a film (displayed size, rotation, frame rate, id)
+    cinepipe shots FILE [--json]        split a film into shots
+    cinepipe reel --out DIR             generate the built-in film reel with its ground truth
+    cinepipe run                        materialize every asset into CINEPIPE_HOME (the main job)
+
+A file that is not a readable video gives exactly one line on stderr, naming the file and the reason, and exit
+status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def _print(obj, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(obj, indent=2))
+    else:
+        for key, value in obj.items():
+            print(f"{key}: {value}")
+
+
+def cmd_probe(args) -> int:
+    from cinepipe.media import probe
+
+    _print(probe(args.file).to_dict(), args.json)
+    return 0
+
+
+def cmd_shots(args) -> int:
+    from cinepipe.media import make_proxy, probe
+    from cinepipe.shots import ShotSettings, split_shots
+
+    probed = probe(args.file)
+    settings = ShotSettings(adaptive_threshold=args.adaptive_threshold, min_shot_s=args.min_shot_s)
+    with tempfile.TemporaryDirectory(prefix="cinepipe-shots-") as tmp:
+        proxy = make_proxy(probed, Path(tmp) / "proxy.mp4")
+        shot_list = split_shots(probed.film_id, proxy, settings)
+    shots = [{k: s[k] for k in ("index", "start_s", "end_s", "transition_in", "start_frame", "end_frame")}
+             for s in shot_list.shots]
+    out = {"film_id": probed.film_id, "path": probed.path, "fps": proxy.fps, "duration_s": probed.duration_s,
+           "shots": shots}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{probed.path}: {len(shots)} shots")
+        for s in shots:
+            print(f"  {s['index']:3d}  {s['start_s']:9.3f} - {s['end_s']:9.3f}  {s['transition_in']}")
+    return 0
+
+
+def cmd_reel(args) -> int:
+    from cinepipe.reel import main_reel
+
+    return main_reel(out=args.out, seed=args.seed, films=args.films, shots_per_film=args.shots_per_film,
+                     width=args.width, height=args.height, fps=args.fps, workers=args.workers)
+
+
+def cmd_run(args) -> int:
+    try:
+        from assets_defs.runner import run_all
+    except ImportError as exc:  # the Dagster layer is not installed
+        print(f"cinepipe: error: `cinepipe run` needs the Dagster layer (assets_defs): {exc}", file=sys.stderr)
+        return 1
+    from cinepipe.home import default_home
+
+    home = Path(args.home).absolute() if args.home else default_home()
+    landing = args.landing or os.environ.get("CINEPIPE_LANDING")
+    reel = {"seed": args.seed}
+    if args.films:
+        reel["films"] = args.films
+    if args.shots_per_film:
+        reel["shots_per_film"] = args.shots_per_film
+    return run_all(home, Path(landing) if landing else None, reel)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cinepipe", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("probe", help="probe a film")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("shots", help="split a film into shots")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--adaptive-threshold", type=float, default=3.0)
+    p.add_argument("--min-shot-s", type=float, default=0.25)
+    p.set_defaults(func=cmd_shots)
+
+    p = sub.add_parser("reel", help="generate the built-in film reel with ground truth")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--films", type=int, default=6)
+    p.add_argument("--shots-per-film", type=int, default=8)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=360)
+    p.add_argument("--fps", type=int, default=24)
+    p.add_argument("--workers", type=int, default=2)
+    p.set_defaults(func=cmd_reel)
+
+    p = sub.add_parser("run", help="materialize every asset into CINEPIPE_HOME (default ./.cinepipe)")
+    p.add_argument("--home", help="overrides CINEPIPE_HOME")
+    p.add_argument("--landing", help="folder of films to ingest (overrides CINEPIPE_LANDING; default: the reel)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the built-in reel")
+    p.add_argument("--films", type=int, help="number of reel films (default 6)")
+    p.add_argument("--shots-per-film", type=int, help="shots per reel film (default 8)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cinepipe.media import MediaError
+
+    try:
+        return args.func(args)
+    except MediaError as err:
+        print(f"cinepipe: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("cinepipe: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

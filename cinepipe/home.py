@@ -1,0 +1,62 @@
+"""The persistent home of a cinepipe installation (``CINEPIPE_HOME``, default ``./.cinepipe``) and its layout.
+
+    <home>/dagster/             DAGSTER_HOME: run history, schedules, sensors' cursors
+    <home>/mlflow/mlflow.db     the embedded MLflow store, artifacts in <home>/mlflow/artifacts/
+    <home>/reel/                the built-in reel (the default landing folder when none is configured)
+    <home>/films/<film_id>/     one folder per film: film.json, proxy.mp4, shots.parquet, clips/, clips.parquet
+    <home>/landing_index.json   content hashes of landing files already seen (path, size, mtime -> film_id)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("CINEPIPE_HOME", ".cinepipe")).absolute()
+
+
+def landing_dir(home: Path) -> Path:
+    """The folder of films to ingest: ``CINEPIPE_LANDING`` if set, else the built-in reel under the home."""
+    env = os.environ.get("CINEPIPE_LANDING")
+    return Path(env).absolute() if env else home / "reel"
+
+
+@dataclass(frozen=True)
+class FilmPaths:
+    home: Path
+    film_id: str
+
+    @property
+    def root(self) -> Path:
+        return self.home / "films" / self.film_id
+
+    @property
+    def record(self) -> Path:
+        return self.root / "film.json"
+
+    @property
+    def error(self) -> Path:
+        return self.root / "error.json"
+
+    @property
+    def proxy(self) -> Path:
+        return self.root / "proxy.mp4"
+
+    @property
+    def proxy_info(self) -> Path:
+        return self.root / "proxy.json"
+
+    @property
+    def shots(self) -> Path:
+        return self.root / "shots.parquet"
+
+    @property
+    def clips_dir(self) -> Path:
+        return self.root / "clips"
+
+    @property
+    def clips(self) -> Path:
+        return self.root / "clips.parquet"
