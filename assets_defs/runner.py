@@ -20,6 +20,10 @@ run_queue:
 """
 
 
+# Dagster's per-event console log drowns the progress lines; the full event log stays in the instance (and the UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
 def prepare_dagster_home(home: Path) -> Path:
     """Point DAGSTER_HOME at ``<home>/dagster`` unless the environment already names one."""
     dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").absolute()
@@ -83,7 +87,7 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
     for i, (film_id, source) in enumerate(sorted(films.items(), key=lambda kv: kv[1].name), 1):
         started = time.perf_counter()
         result = job.execute_in_process(partition_key=film_id, instance=instance, raise_on_error=False,
-                                        tags={SOURCE_TAG: source.path, "cinepipe/film": source.name})
+                                        run_config=QUIET, tags={SOURCE_TAG: source.path, "cinepipe/film": source.name})
         took = time.perf_counter() - started
         if result.success:
             echo(f"[{i}/{len(films)}] {source.name} ({film_id}): ok in {took:.1f} s")

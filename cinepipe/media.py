@@ -31,6 +31,10 @@ from cinepipe.ffmpeg_tools import ffmpeg_exe, ffprobe_exe
 _IMAGE_FORMATS = re.compile(r"(^|,)(image2|png_pipe|jpeg_pipe|bmp_pipe|webp_pipe|gif|tiff_pipe|svg_pipe)(,|$)")
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 class MediaError(Exception):
     """A file that is not a readable video. ``str(err)`` is one line naming the file and the reason."""
 
@@ -93,6 +97,7 @@ def atomic_path(final: str | os.PathLike, suffix: str | None = None) -> Iterator
     # ffmpeg chooses the muxer from the extension, so the temp name must end with the real one.
     work = tmp_path.with_name(tmp_path.name[: -len(".part")])
     tmp_path.rename(work)
+    os.chmod(work, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
     try:
         yield work
         os.replace(work, final)
@@ -322,6 +327,10 @@ def probe(path: str | os.PathLike) -> ProbeResult:
     video_start = max(0.0, float(times[0] - container_start))
     if duration <= 0:
         duration = video_end
+    declared = float(stream.get("duration") or 0.0) or (duration - video_start)
+    readable = video_end - video_start
+    if declared > 1.0 and readable < 0.9 * declared - 0.5:
+        raise MediaError(path, f"truncated or corrupt: only {readable:.2f} s of {declared:.2f} s of video readable")
     return ProbeResult(
         film_id=film_id_for(path),
         path=os.path.abspath(path),
