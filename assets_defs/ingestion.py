@@ -47,7 +47,8 @@ def raw_films(context: AssetExecutionContext, home: CinepipeHome) -> Materialize
 
 @asset(partitions_def=films_partitions, group_name=GROUP, deps=[raw_films], kinds={"video", "ffmpeg"})
 def film_proxies(context: AssetExecutionContext, home: CinepipeHome) -> MaterializeResult:
-    """The film decoded once into its analysis proxy: displayed orientation, square pixels, constant frame rate."""
+    """The film decoded once into its analysis proxy (displayed orientation, square pixels, constant frame rate);
+    the same decode feeds PySceneDetect's detectors, whose boundaries the shots asset uses."""
     start = time.perf_counter()
     try:
         info = ingest.build_proxy(home.path, context.partition_key, ProxySpec())
@@ -85,7 +86,7 @@ def shots(context: AssetExecutionContext, config: ShotConfig, home: CinepipeHome
     film_id = context.partition_key
     settings = config.settings()
     start = time.perf_counter()
-    ingest.detect_shots(home.path, film_id, settings)
+    _, reused = ingest.detect_shots(home.path, film_id, settings)
     seconds = time.perf_counter() - start
     df = ingest.load_shots(home.path, film_id)
     stats = ingest.shot_statistics(df)
@@ -103,6 +104,7 @@ def shots(context: AssetExecutionContext, config: ShotConfig, home: CinepipeHome
         **link,
         **stats,
         "detect_seconds": round(seconds, 3),
+        "detection": "from the proxy pass" if reused else "re-run on the proxy (settings differ)",
         "shots_table": MetadataValue.md(df[["index", "start_s", "end_s", "transition_in"]].head(50)
                                         .to_markdown(index=False)),
         "path": MetadataValue.path(str(FilmPaths(home.path, film_id).shots)),

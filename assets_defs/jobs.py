@@ -2,11 +2,9 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from assets_defs.partitions import films_partitions
 
 ingest_job = define_asset_job(
     "ingest_films",
     selection=AssetSelection.groups("ingestion"),
-    partitions_def=films_partitions,
     description="Probe, proxy, shot-split and cut one film (one run per film partition).",
 )

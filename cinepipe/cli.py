@@ -37,14 +37,13 @@ def cmd_probe(args) -> int:
 
 
 def cmd_shots(args) -> int:
-    from cinepipe.media import make_proxy, probe
-    from cinepipe.shots import ShotSettings, split_shots
+    from cinepipe.media import probe
+    from cinepipe.shots import ShotSettings, split_film
 
     probed = probe(args.file)
     settings = ShotSettings(adaptive_threshold=args.adaptive_threshold, min_shot_s=args.min_shot_s)
     with tempfile.TemporaryDirectory(prefix="cinepipe-shots-") as tmp:
-        proxy = make_proxy(probed, Path(tmp) / "proxy.mp4")
-        shot_list = split_shots(probed.film_id, proxy, settings)
+        proxy, shot_list = split_film(probed, Path(tmp) / "proxy.mp4", settings=settings)
     shots = [{k: s[k] for k in ("index", "start_s", "end_s", "transition_in", "start_frame", "end_frame")}
              for s in shot_list.shots]
     out = {"film_id": probed.film_id, "path": probed.path, "fps": proxy.fps, "duration_s": probed.duration_s,

@@ -3,7 +3,8 @@
     <home>/dagster/             DAGSTER_HOME: run history, schedules, sensors' cursors
     <home>/mlflow/mlflow.db     the embedded MLflow store, artifacts in <home>/mlflow/artifacts/
     <home>/reel/                the built-in reel (the default landing folder when none is configured)
-    <home>/films/<film_id>/     one folder per film: film.json, proxy.mp4, shots.parquet, clips/, clips.parquet
+    <home>/films/<film_id>/     one folder per film: film.json, proxy.mp4, detection.json,
+                                shots.parquet, clips/, clips.parquet
     <home>/landing_index.json   content hashes of landing files already seen (path, size, mtime -> film_id)
 """
 
@@ -48,6 +49,10 @@ class FilmPaths:
     @property
     def proxy_info(self) -> Path:
         return self.root / "proxy.json"
+
+    @property
+    def detection(self) -> Path:
+        return self.root / "detection.json"
 
     @property
     def shots(self) -> Path:

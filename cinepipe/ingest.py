@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 from cinepipe.clips import cut_clips
 from cinepipe.home import FilmPaths
 from cinepipe.landing import LandingFile, scan_landing, unique_films
-from cinepipe.media import MediaError, ProbeResult, ProxyInfo, ProxySpec, atomic_path, make_proxy, probe, \
-    write_json_atomic
-from cinepipe.shots import SHOT_SCHEMA, ShotList, ShotSettings, split_shots
+from cinepipe.media import MediaError, ProbeResult, ProxyInfo, ProxySpec, atomic_path, probe, write_json_atomic
+from cinepipe.shots import (SHOT_SCHEMA, Boundary, ShotList, ShotSettings, shots_from_boundaries, split_film,
+                            split_shots)
 
 CLIP_SCHEMA = pa.schema([
     pa.field("shot_id", pa.string(), nullable=False),
@@ -74,15 +74,21 @@ def load_probe(home: Path, film_id: str) -> ProbeResult:
     return ProbeResult(**record)
 
 
-def build_proxy(home: Path, film_id: str, spec: ProxySpec = ProxySpec()) -> ProxyInfo:
+def build_proxy(home: Path, film_id: str, spec: ProxySpec = ProxySpec(),
+                settings: ShotSettings = ShotSettings()) -> ProxyInfo:
+    """Decode the film once: write its proxy and, from the same decode, the shot detectors' boundaries
+    (``detection.json``), which the shots step uses when its settings are the same."""
     paths = FilmPaths(home, film_id)
     probed = load_probe(home, film_id)
     try:
-        info = make_proxy(probed, paths.proxy, spec)
+        info, shots = split_film(probed, paths.proxy, spec, settings)
     except MediaError as err:
         write_json_atomic(paths.error, {"film_id": film_id, "path": probed.path, "reason": err.reason,
                                         "time": time.time()})
         raise
+    boundaries = [{"frame": s["start_frame"], "kind": s["transition_in"]} for s in shots.shots[1:]]
+    write_json_atomic(paths.detection, {"settings": asdict(settings), "frames": shots.frames,
+                                        "boundaries": boundaries})
     write_json_atomic(paths.proxy_info, info.to_dict())
     return info
 
@@ -91,10 +97,20 @@ def load_proxy(home: Path, film_id: str) -> ProxyInfo:
     return ProxyInfo(**json.loads(FilmPaths(home, film_id).proxy_info.read_text()))
 
 
-def detect_shots(home: Path, film_id: str, settings: ShotSettings = ShotSettings()) -> ShotList:
-    shots = split_shots(film_id, load_proxy(home, film_id), settings)
-    write_parquet_atomic(shots.to_frame(), FilmPaths(home, film_id).shots, SHOT_SCHEMA)
-    return shots
+def detect_shots(home: Path, film_id: str, settings: ShotSettings = ShotSettings()) -> tuple[ShotList, bool]:
+    """The film's shots; returns (shots, reused) where ``reused`` says the proxy pass's detection was used."""
+    paths = FilmPaths(home, film_id)
+    proxy = load_proxy(home, film_id)
+    stored = json.loads(paths.detection.read_text()) if paths.detection.exists() else None
+    if stored and stored["settings"] == asdict(settings) and stored["frames"] == proxy.frames:
+        boundaries = [Boundary(**b) for b in stored["boundaries"]]
+        shots = shots_from_boundaries(film_id, boundaries, proxy.frames, proxy.fps, proxy.start_s)
+        reused = True
+    else:  # other settings than the proxy pass used: detect again on the (small) proxy
+        shots = split_shots(film_id, proxy, settings)
+        reused = False
+    write_parquet_atomic(shots.to_frame(), paths.shots, SHOT_SCHEMA)
+    return shots, reused
 
 
 def load_shots(home: Path, film_id: str) -> pd.DataFrame:

@@ -11,17 +11,20 @@ Conventions:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
+import queue
 import re
 import subprocess
 import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -364,6 +367,9 @@ class ProxySpec:
     max_side: int = 480  # the longer side of the proxy, in pixels
     max_fps: float = 60.0  # films above this rate are resampled down to it
     crf: int = 20
+    # Skip H.264/HEVC deblocking while decoding the source: about a third of the decoding cost, and invisible
+    # once the picture is scaled down by 2x or more for analysis. Set False to decode bit-exactly.
+    skip_loop_filter: bool = True
 
     def size_for(self, width: int, height: int) -> tuple[int, int]:
         scale = min(1.0, self.max_side / max(width, height))
@@ -401,28 +407,42 @@ class ProxyInfo:
         return asdict(self)
 
 
-def make_proxy(probed: ProbeResult, out_path: str | os.PathLike, spec: ProxySpec = ProxySpec()) -> ProxyInfo:
-    """Decode the film once and write its analysis proxy (H.264, displayed orientation, square pixels, CFR)."""
+def make_proxy(probed: ProbeResult, out_path: str | os.PathLike, spec: ProxySpec = ProxySpec(),
+               analysis_width: int | None = None,
+               frame_sink: Callable[[np.ndarray], None] | None = None) -> ProxyInfo:
+    """Decode the film once and write its analysis proxy (H.264, displayed orientation, square pixels, CFR).
+
+    With ``frame_sink``, the same decode also delivers every proxy frame, scaled to ``analysis_width`` (BGR), to
+    that callback while ffmpeg works, so shot detection needs no second decode.
+    """
     width, height = spec.size_for(probed.width, probed.height)
     fps = spec.fps_for(probed)
+    normalise = normalise_filter(width, height, fps)
+    downscale = max(probed.width, probed.height) / max(width, height)
+    decode_opts = ["-skip_loop_filter", "all"] if spec.skip_loop_filter and downscale >= 2 else []
+    encode = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "fastdecode", "-crf", str(spec.crf),
+              "-pix_fmt", "yuv420p", "-g", str(max(1, int(round(float(fps)))) * 2), "-movflags", "+faststart"]
     with atomic_path(out_path) as tmp:
-        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", probed.path,
-               "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", normalise_filter(width, height, fps),
-               "-c:v", "libx264", "-preset", "ultrafast", "-tune", "fastdecode", "-crf", str(spec.crf),
-               "-pix_fmt", "yuv420p", "-g", str(max(1, int(round(float(fps)))) * 2), "-movflags", "+faststart",
-               str(tmp)]
-        proc = _run(cmd)
-        if proc.returncode != 0:
-            raise MediaError(probed.path, f"decoding failed: {_last_error_line(proc.stderr, probed.path)}")
+        head = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", *decode_opts, "-i", probed.path]
+        if frame_sink is None:
+            proc = _run([*head, "-map", "0:v:0", "-an", "-sn", "-dn", "-vf", normalise, *encode, str(tmp)])
+            if proc.returncode != 0:
+                raise MediaError(probed.path, f"decoding failed: {_last_error_line(proc.stderr, probed.path)}")
+        else:
+            aw = min(analysis_width or width, width)
+            ah = _even(height * aw / width)
+            graph = f"[0:v:0]{normalise},split=2[proxy][a];[a]scale={aw}:{ah}:flags=area[analysis]"
+            cmd = [*head, "-filter_complex", graph, "-map", "[proxy]", *encode, str(tmp),
+                   "-map", "[analysis]", "-f", "rawvideo", "-pix_fmt", "bgr24", "-"]
+            for frame in _stream_raw(cmd, aw, ah, 3, probed.path):
+                frame_sink(frame)
         frames = count_frames(tmp)
-    if frames == 0:
-        os.unlink(out_path)
-        raise MediaError(probed.path, "no video frame could be decoded (corrupt or unsupported)")
-    expected = probed.duration_s - probed.video_start_s
-    decoded = frames / float(fps)
-    if expected > 1.0 and decoded < 0.9 * expected - 0.5:
-        os.unlink(out_path)
-        raise MediaError(probed.path, f"truncated or corrupt: only {decoded:.2f} s of {expected:.2f} s decodable")
+        if frames == 0:
+            raise MediaError(probed.path, "no video frame could be decoded (corrupt or unsupported)")
+        expected = probed.duration_s - probed.video_start_s
+        decoded = frames / float(fps)
+        if expected > 1.0 and decoded < 0.9 * expected - 0.5:
+            raise MediaError(probed.path, f"truncated or corrupt: only {decoded:.2f} s of {expected:.2f} s decodable")
     return ProxyInfo(str(out_path), width, height, round(float(fps), 6), f"{fps.numerator}/{fps.denominator}",
                      frames, probed.video_start_s)
 
@@ -432,12 +452,72 @@ def count_frames(path: str | os.PathLike) -> int:
     return int(_packet_times(str(path)).size)
 
 
+def _stream_raw(cmd: list[str], width: int, height: int, channels: int, path: str,
+                chunk: int = 16) -> Iterator[np.ndarray]:
+    """Run ffmpeg with raw frames on stdout and yield them as arrays; raise MediaError if ffmpeg fails.
+
+    A reader thread drains the pipe as fast as ffmpeg fills it (into a bounded queue), so ffmpeg never stalls on a
+    full pipe while the caller is busy with a frame: decoding and the caller's work overlap on the two cores.
+    """
+    frame_bytes = width * height * channels
+    with tempfile.TemporaryFile() as errfile:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errfile, bufsize=0)
+        assert proc.stdout is not None
+        with contextlib.suppress(OSError, AttributeError):
+            fcntl.fcntl(proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, 1 << 20)
+        batches: queue.Queue = queue.Queue(maxsize=64)
+        stop = threading.Event()
+
+        def reader() -> None:
+            try:
+                while not stop.is_set():
+                    buf = _read_exact(proc.stdout, frame_bytes * chunk)
+                    if not buf:
+                        break
+                    batches.put(buf)
+            finally:
+                batches.put(None)
+
+        thread = threading.Thread(target=reader, name="ffmpeg-reader", daemon=True)
+        thread.start()
+        try:
+            while (buf := batches.get()) is not None:
+                n = len(buf) // frame_bytes
+                arr = np.frombuffer(buf, np.uint8, count=n * frame_bytes).reshape(n, height, width, channels)
+                for frame in arr:
+                    yield frame if channels > 1 else frame[:, :, 0]
+            proc.wait()
+            if proc.returncode != 0:
+                errfile.seek(0)
+                raise MediaError(path, f"decoding failed: {_last_error_line(errfile.read(), path)}")
+        finally:
+            stop.set()
+            if proc.poll() is None:
+                proc.kill()
+            with contextlib.suppress(queue.Empty):
+                while True:  # unblock the reader if it waits on a full queue
+                    batches.get_nowait()
+            thread.join(timeout=5)
+            proc.wait()
+            proc.stdout.close()
+
+
+def _read_exact(stream, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        part = stream.read(size - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
 def iter_frames(path: str | os.PathLike, width: int | None = None, height: int | None = None,
-                pix_fmt: str = "bgr24", extra_filter: str | None = None,
-                chunk: int = 32) -> Iterator[np.ndarray]:
+                pix_fmt: str = "bgr24", extra_filter: str | None = None) -> Iterator[np.ndarray]:
     """Decode a video into numpy frames (H x W x C, uint8), optionally scaled to ``width``x``height``.
 
-    Frames are read from an ffmpeg pipe in batches, so ffmpeg decodes on one core while the caller works on the
+    Frames come from an ffmpeg pipe in batches, so ffmpeg decodes on one core while the caller works on the
     other. ``pix_fmt`` is ffmpeg's name: ``bgr24`` (OpenCV order), ``rgb24`` or ``gray``.
     """
     path = str(path)
@@ -449,31 +529,9 @@ def iter_frames(path: str | os.PathLike, width: int | None = None, height: int |
     if extra_filter:
         filters.insert(0, extra_filter)
     channels = {"bgr24": 3, "rgb24": 3, "gray": 1}[pix_fmt]
-    frame_bytes = width * height * channels
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path, "-map", "0:v:0",
            "-vf", ",".join(filters), "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=frame_bytes * chunk)
-    try:
-        assert proc.stdout is not None
-        while True:
-            buf = proc.stdout.read(frame_bytes * chunk)
-            if not buf:
-                break
-            n = len(buf) // frame_bytes
-            arr = np.frombuffer(buf, np.uint8, count=n * frame_bytes).reshape(n, height, width, channels)
-            for frame in arr:
-                yield frame if channels > 1 else frame[:, :, 0]
-        proc.wait()
-        if proc.returncode != 0:
-            stderr = proc.stderr.read() if proc.stderr else b""
-            raise MediaError(path, f"decoding failed: {_last_error_line(stderr, path)}")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
+    yield from _stream_raw(cmd, width, height, channels, path)
 
 
 def seconds_to_frame(t: float, fps: float) -> int:

@@ -10,6 +10,7 @@ same transition and is dropped. Shots cover the film from its first video frame 
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -18,7 +19,7 @@ import pyarrow as pa
 from scenedetect.common import FrameTimecode
 from scenedetect.detectors import AdaptiveDetector, ThresholdDetector
 
-from cinepipe.media import ProxyInfo, iter_frames
+from cinepipe.media import ProbeResult, ProxyInfo, ProxySpec, iter_frames, make_proxy
 
 ANALYSIS_WIDTH = 256
 
@@ -81,51 +82,64 @@ def _inside_ramp(luma: np.ndarray, frame: int, span: int = 2, min_step: float = 
     return bool((rising or falling) and np.all(gradual))
 
 
-def detect_boundaries(frames, fps: float, settings: ShotSettings = ShotSettings()) -> tuple[list[Boundary], int]:
-    """Run PySceneDetect's adaptive and threshold detectors over BGR frames; return merged boundaries and the
-    number of frames seen."""
-    min_len = max(1, int(round(settings.min_shot_s * fps)))
-    adaptive = AdaptiveDetector(adaptive_threshold=settings.adaptive_threshold, min_scene_len=min_len,
-                                window_width=settings.window_width, min_content_val=settings.min_content_val)
-    threshold = ThresholdDetector(threshold=settings.fade_threshold, min_scene_len=min_len, fade_bias=0.0)
-    cut_frames: list[int] = []
-    fade_frames: list[int] = []
-    luma: list[float] = []
-    tc = None
-    for index, frame in enumerate(frames):
-        tc = FrameTimecode(index, fps=fps)
-        luma.append(float(frame.mean()))
-        cut_frames += [c.frame_num for c in adaptive.process_frame(tc, frame)]
-        fade_frames += [c.frame_num for c in threshold.process_frame(tc, frame)]
-    count = len(luma)
-    if tc is None:
-        return [], 0
-    cut_frames += [c.frame_num for c in adaptive.post_process(tc)]
-    fade_frames += [c.frame_num for c in threshold.post_process(tc)]
+class ShotDetector:
+    """PySceneDetect's adaptive (cuts) and threshold (fades) detectors, fed one BGR frame at a time."""
 
-    luma_arr = np.asarray(luma)
-    reach = int(round(settings.fade_ramp_max_s * fps))
-    boundaries = [Boundary(f, "fade") for f in fade_frames if 0 < f < count]
-    for f in cut_frames:
-        if not 0 < f < count:
-            continue
-        # the content detector also fires inside a fade's ramp: that is the fade, not a second transition
-        near_fade = any(abs(f - g) <= reach for g in fade_frames)
-        if near_fade and _inside_ramp(luma_arr, f):
-            continue
-        boundaries.append(Boundary(f, "cut"))
-    boundaries.sort(key=lambda b: b.frame)
-    merged: list[Boundary] = []
-    for b in boundaries:
-        if b.frame < min_len or count - b.frame < min_len:
-            continue  # would leave a shot shorter than the minimum at the film's start or end
-        if merged and b.frame - merged[-1].frame < min_len:
-            if b.kind == "cut" and merged[-1].kind == "fade":
-                continue  # keep the fade
-            merged[-1] = b if b.kind == "fade" else merged[-1]
-            continue
-        merged.append(b)
-    return merged, count
+    def __init__(self, fps: float, settings: ShotSettings = ShotSettings()):
+        self.fps, self.settings = fps, settings
+        self.min_len = max(1, int(round(settings.min_shot_s * fps)))
+        self._adaptive = AdaptiveDetector(adaptive_threshold=settings.adaptive_threshold, min_scene_len=self.min_len,
+                                          window_width=settings.window_width,
+                                          min_content_val=settings.min_content_val)
+        self._threshold = ThresholdDetector(threshold=settings.fade_threshold, min_scene_len=self.min_len,
+                                            fade_bias=0.0)
+        self._cuts: list[int] = []
+        self._fades: list[int] = []
+        self._luma: list[float] = []
+
+    def push(self, frame: np.ndarray) -> None:
+        tc = FrameTimecode(len(self._luma), fps=self.fps)
+        self._luma.append(float(frame.mean()))
+        self._cuts += [c.frame_num for c in self._adaptive.process_frame(tc, frame)]
+        self._fades += [c.frame_num for c in self._threshold.process_frame(tc, frame)]
+
+    def finish(self) -> tuple[list[Boundary], int]:
+        """Merged boundaries (cuts away from fades, fades) and the number of frames seen."""
+        count = len(self._luma)
+        if count == 0:
+            return [], 0
+        last = FrameTimecode(count - 1, fps=self.fps)
+        cuts = self._cuts + [c.frame_num for c in self._adaptive.post_process(last)]
+        fades = self._fades + [c.frame_num for c in self._threshold.post_process(last)]
+        luma = np.asarray(self._luma)
+        reach = int(round(self.settings.fade_ramp_max_s * self.fps))
+        boundaries = [Boundary(f, "fade") for f in fades if 0 < f < count]
+        for f in cuts:
+            if not 0 < f < count:
+                continue
+            # the content detector also fires inside a fade's ramp: that is the fade, not a second transition
+            if any(abs(f - g) <= reach for g in fades) and _inside_ramp(luma, f):
+                continue
+            boundaries.append(Boundary(f, "cut"))
+        boundaries.sort(key=lambda b: b.frame)
+        merged: list[Boundary] = []
+        for b in boundaries:
+            if b.frame < self.min_len or count - b.frame < self.min_len:
+                continue  # would leave a shot shorter than the minimum at the film's start or end
+            if merged and b.frame - merged[-1].frame < self.min_len:
+                if b.kind == "fade" and merged[-1].kind == "cut":
+                    merged[-1] = b  # a fade and a cut this close are one transition: keep the fade
+                continue
+            merged.append(b)
+        return merged, count
+
+
+def detect_boundaries(frames, fps: float, settings: ShotSettings = ShotSettings()) -> tuple[list[Boundary], int]:
+    """Run the detectors over an iterable of BGR frames."""
+    detector = ShotDetector(fps, settings)
+    for frame in frames:
+        detector.push(frame)
+    return detector.finish()
 
 
 def shots_from_boundaries(film_id: str, boundaries: list[Boundary], frames: int, fps: float,
@@ -147,6 +161,15 @@ def shots_from_boundaries(film_id: str, boundaries: list[Boundary], frames: int,
             "transition_in": kinds[i],
         })
     return ShotList(film_id=film_id, fps=fps, start_s=start_s, frames=frames, shots=shots)
+
+
+def split_film(probed: ProbeResult, proxy_path: str | os.PathLike, spec: ProxySpec = ProxySpec(),
+               settings: ShotSettings = ShotSettings()) -> tuple[ProxyInfo, ShotList]:
+    """Decode the film once: write its proxy and detect its shots from the same decoded frames."""
+    detector = ShotDetector(float(spec.fps_for(probed)), settings)
+    proxy = make_proxy(probed, proxy_path, spec, analysis_width=ANALYSIS_WIDTH, frame_sink=detector.push)
+    boundaries, count = detector.finish()
+    return proxy, shots_from_boundaries(probed.film_id, boundaries, count, proxy.fps, proxy.start_s)
 
 
 def split_shots(film_id: str, proxy: ProxyInfo, settings: ShotSettings = ShotSettings()) -> ShotList:
