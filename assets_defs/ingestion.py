@@ -24,7 +24,7 @@ def _failure(err: Exception) -> Failure:
 
 
 @asset(partitions_def=films_partitions, group_name=GROUP, kinds={"video"})
-def raw_films(context: AssetExecutionContext, home: CinepipeHome) -> MaterializeResult:
+def raw_films(context: AssetExecutionContext, home: CinepipeHome, mlflow: MlflowTracking) -> MaterializeResult:
     """A film from the landing folder, identified by its content hash and probed with ffprobe."""
     film_id = context.partition_key
     try:
@@ -32,7 +32,11 @@ def raw_films(context: AssetExecutionContext, home: CinepipeHome) -> Materialize
         probed = ingest.register_film(home.path, source)
     except (MediaError, FileNotFoundError) as err:
         raise _failure(err) from None
+    with mlflow.run(context, f"probe {source.name} ({film_id})", tags={"cinepipe.film_id": film_id}) as run:
+        run.log_params({f"probe.{k}": v for k, v in probed.to_dict().items()})
+        link = MlflowTracking.link_metadata(run)
     return MaterializeResult(metadata={
+        **link,
         "source": MetadataValue.path(source.path),
         "duration_s": probed.duration_s,
         "fps": probed.fps,
@@ -46,7 +50,7 @@ def raw_films(context: AssetExecutionContext, home: CinepipeHome) -> Materialize
 
 
 @asset(partitions_def=films_partitions, group_name=GROUP, deps=[raw_films], kinds={"video", "ffmpeg"})
-def film_proxies(context: AssetExecutionContext, home: CinepipeHome) -> MaterializeResult:
+def film_proxies(context: AssetExecutionContext, home: CinepipeHome, mlflow: MlflowTracking) -> MaterializeResult:
     """The film decoded once into its analysis proxy (displayed orientation, square pixels, constant frame rate);
     the same decode feeds PySceneDetect's detectors, whose boundaries the shots asset uses."""
     start = time.perf_counter()
@@ -54,12 +58,18 @@ def film_proxies(context: AssetExecutionContext, home: CinepipeHome) -> Material
         info = ingest.build_proxy(home.path, context.partition_key, ProxySpec())
     except MediaError as err:
         raise _failure(err) from None
+    seconds = time.perf_counter() - start
+    with mlflow.run(context, f"proxy {context.partition_key}", tags={"cinepipe.film_id": context.partition_key}) as run:
+        run.log_params({f"proxy.{k}": v for k, v in info.to_dict().items() if k != "path"})
+        run.log_metrics({"proxy_seconds": seconds, "frames": info.frames})
+        link = MlflowTracking.link_metadata(run)
     return MaterializeResult(metadata={
+        **link,
         "proxy": MetadataValue.path(info.path),
         "size": f"{info.width}x{info.height}",
         "fps": info.fps,
         "frames": info.frames,
-        "seconds": round(time.perf_counter() - start, 3),
+        "seconds": round(seconds, 3),
     })
 
 

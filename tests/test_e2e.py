@@ -1,0 +1,82 @@
+"""End to end: `cinepipe run` on a small reel, as a user would run it, into a fresh CINEPIPE_HOME."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from cinepipe.tracking import TAG_ASSET_KEY, TAG_DAGSTER_RUN, TAG_PARTITION, Tracker
+from conftest import leftovers
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cinepipe(*args, env):
+    return subprocess.run([sys.executable, "-m", "cinepipe.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=REPO, timeout=900)
+
+
+@pytest.mark.slow
+def test_cinepipe_run_on_the_reel(tmp_path):
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME",
+                                                             "CINEPIPE_LANDING")}
+    env["CINEPIPE_HOME"] = str(home)
+    proc = cinepipe("run", "--films", "2", "--shots-per-film", "4", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "[2/2]" in proc.stdout and "all assets materialized" in proc.stdout
+
+    # the reel, the films' outputs, the Dagster history and the MLflow runs all live under the home
+    assert len(list((home / "reel").glob("*.mp4"))) == 2
+    films = sorted((home / "films").iterdir())
+    assert len(films) == 2
+    for film in films:
+        shots = pd.read_parquet(film / "shots.parquet")
+        clips = pd.read_parquet(film / "clips.parquet")
+        assert len(shots) >= 3 and len(clips) == len(shots)
+    assert leftovers(home / "films") == []
+
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        instance = DagsterInstance.get()
+        runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
+        assert len(runs) == 2
+        run_ids = {r.run_id for r in runs}
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+    tracker = Tracker.for_home(home)
+    mlruns = MlflowClient(tracker.tracking_uri).search_runs([tracker.experiment_id])
+    assert {r.data.tags[TAG_ASSET_KEY] for r in mlruns} == {"raw_films", "film_proxies", "shots", "shot_clips"}
+    assert {r.data.tags[TAG_DAGSTER_RUN] for r in mlruns} == run_ids
+    assert {r.data.tags[TAG_PARTITION] for r in mlruns} == {f.name for f in films}
+
+    # a second run finds the reel already rendered and succeeds again
+    again = cinepipe("run", "--films", "2", "--shots-per-film", "4", env=env)
+    assert again.returncode == 0, again.stderr
+
+
+def test_cinepipe_run_names_failed_assets(tmp_path, odd_films, bad_files):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for path in (odd_films["base"], bad_files["text"]):
+        (landing / path.name).write_bytes(path.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME")}
+    env["CINEPIPE_HOME"] = str(tmp_path / "home")
+    env["CINEPIPE_LANDING"] = str(landing)
+    proc = cinepipe("run", env=env)
+    assert proc.returncode == 1
+    assert f"raw_films: {landing / bad_files['text'].name}: a text file, not a video" in proc.stderr
+    assert "base.mp4" in proc.stdout and "ok" in proc.stdout
+
+
+def test_workspace_loads():
+    proc = subprocess.run([str(Path(sys.executable).with_name("dagster")), "definitions", "validate",
+                           "-w", "workspace.yaml"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
