@@ -69,17 +69,39 @@ class ShotList:
         return table.to_pandas()
 
 
-def _inside_ramp(luma: np.ndarray, frame: int, span: int = 2, min_step: float = 0.3) -> bool:
-    """True if ``frame`` sits inside a gradual brightness ramp: luma moves strictly one way, by small steps, over the
-    ``span`` frames on each side. A fade's ramp looks like that; a hard cut (even to or from black) does not."""
-    a, b = frame - span, frame + span
-    if a < 0 or b >= len(luma):
-        return False
-    steps = np.diff(luma[a:b + 1])
-    scale = np.maximum(luma[a:b], luma[a + 1:b + 1])
-    gradual = np.abs(steps) <= 0.35 * scale + 1.0
-    rising, falling = np.all(steps >= min_step), np.all(steps <= -min_step)
-    return bool((rising or falling) and np.all(gradual))
+def _ramp_step(before: float, after: float) -> bool:
+    """A step of a fade's brightness ramp: at least 2 % of the level (a camera move changes the mean level far more
+    slowly) and at most about a third of it (a hard cut jumps)."""
+    size, level = abs(after - before), max(before, after)
+    return max(0.3, 0.02 * level) <= size <= 0.35 * level + 1.0
+
+
+def fade_ramps(luma: np.ndarray, black: float, reach: int) -> list[tuple[int, int]]:
+    """Frame ranges where content cuts are part of a fade, not transitions of their own: for every run of dark
+    frames [i, j), the darkening ramp before it, [a, i), and the brightening ramp after it, (j, b]. The run's own
+    edges i and j are left out: a hard cut to black, or out of a long black hold, is a cut."""
+    dark = luma <= black
+    out = []
+    n, i = len(luma), 0
+    while i < n:
+        if not dark[i]:
+            i += 1
+            continue
+        j = i
+        while j < n and dark[j]:
+            j += 1
+        a = i
+        while a > 0 and i - a < reach and luma[a - 1] > luma[a] and _ramp_step(luma[a - 1], luma[a]):
+            a -= 1
+        b = j
+        while b + 1 < n and b - j < reach and luma[b + 1] > luma[b] and _ramp_step(luma[b], luma[b + 1]):
+            b += 1
+        if a < i:
+            out.append((a - 1, i - 1))
+        if b > j:
+            out.append((j + 1, b + 2))
+        i = j
+    return out
 
 
 class ShotDetector:
@@ -113,14 +135,12 @@ class ShotDetector:
         fades = self._fades + [c.frame_num for c in self._threshold.post_process(last)]
         luma = np.asarray(self._luma)
         reach = int(round(self.settings.fade_ramp_max_s * self.fps))
+        ramps = fade_ramps(luma, self.settings.fade_threshold, reach)
         boundaries = [Boundary(f, "fade") for f in fades if 0 < f < count]
         for f in cuts:
-            if not 0 < f < count:
-                continue
             # the content detector also fires inside a fade's ramp: that is the fade, not a second transition
-            if any(abs(f - g) <= reach for g in fades) and _inside_ramp(luma, f):
-                continue
-            boundaries.append(Boundary(f, "cut"))
+            if 0 < f < count and not any(a <= f <= b for a, b in ramps):
+                boundaries.append(Boundary(f, "cut"))
         boundaries.sort(key=lambda b: b.frame)
         merged: list[Boundary] = []
         for b in boundaries:
