@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, instance_for_test, materialize
+from dagster import SensorResult, SkipReason, build_sensor_context, instance_for_test, materialize
 from mlflow.tracking import MlflowClient
 
 from assets_defs.definitions import build_definitions

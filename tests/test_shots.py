@@ -2,11 +2,9 @@ import json
 import subprocess
 import sys
 
-import pandas as pd
-import pytest
 
 from cinepipe.ingest import check_shot_coverage
-from cinepipe.media import ProxyInfo, make_proxy, probe
+from cinepipe.media import make_proxy, probe
 from cinepipe.shots import ShotSettings, split_shots
 from conftest import real_clip
 
