@@ -81,6 +81,10 @@ def test_sensor_adds_new_films_once(home, instance, odd_films, tmp_path):
     shutil.copy(odd_films["rotated"], landing / "rotated.mp4")
     third = landing_sensor(build_sensor_context(instance=instance, resources=res, cursor=cursor))
     assert [r.partition_key for r in third.run_requests] == [film_id_for(landing / "rotated.mp4")]
+    # a film that is already a partition (as after `cinepipe run`) is not requested by a fresh cursor
+    instance.add_dynamic_partitions(FILMS_PARTITION, ids)
+    fresh = landing_sensor(build_sensor_context(instance=instance, resources=res))
+    assert [r.partition_key for r in fresh.run_requests] == [film_id_for(landing / "rotated.mp4")]
 
 
 def test_sensor_waits_for_files_still_being_copied(home, instance, odd_films, tmp_path):

@@ -1,0 +1,245 @@
+"""Camera-motion estimation from the pixels: pan, tilt, zoom, roll and a movement label per window and per shot.
+
+Method. Between consecutive frames, corners (Shi-Tomasi) are tracked with pyramidal Lucas-Kanade and kept only if
+the backward track returns to the start. Two global models are fitted with RANSAC:
+
+- a similarity (translation, scale, rotation about the image centre) gives the components;
+- a homography tells rotation from translation. A camera that only rotates or zooms moves every scene point by one
+  homography whatever its depth; a camera that translates (dolly, truck) moves near points more than far ones, and
+  no single homography explains that: the *parallax*, the part of the flow left after the homography, measured as
+  a fraction of the flow itself.
+
+So pan and truck both slide the picture sideways, but only the truck has parallax; zoom and dolly both magnify it,
+but only the dolly has parallax. This is a decision from the geometry, not a guess from speed or texture.
+
+Signs (the camera's, as DESIGN.md): ``pan`` > 0 when the camera turns right (the scene moves left in the frame),
+``tilt`` > 0 when it tilts up (the scene moves down), ``zoom`` > 0 when the image magnifies (zoom in or dolly in),
+``roll`` > 0 clockwise. ``pan`` and ``tilt`` are image shifts per second as a fraction of the frame width, ``zoom``
+is d ln(scale)/dt per second, ``roll`` is radians per second.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Iterable
+
+import cv2
+import numpy as np
+
+from cinepipe.taxonomy import STATIC, TAXONOMY
+
+MOVEMENTS = TAXONOMY.families["movement"]
+
+
+@dataclass(frozen=True)
+class MotionSettings:
+    width: int = 320  # analysis width (frames are scaled to it)
+    max_corners: int = 400
+    window: int = 12  # frames a corner is tracked through before the window's motion is measured
+    # a shot moves when one component reaches these (per second)
+    min_shift: float = 0.015  # fraction of frame width per second
+    min_zoom: float = 0.015  # d ln(scale) / dt
+    # above this parallax (median residual of the best rotation-and-zoom flow, as a fraction of the median flow)
+    # the camera translates
+    parallax_translation: float = 0.17
+    lens_hfov_deg: tuple[float, ...] = (25.0, 35.0, 45.0, 60.0, 80.0)  # lenses tried for the rotation fit
+    flow_floor: float = 0.3  # pixels: flows below this are noise, not a scale for the parallax
+    min_points: int = 12
+
+
+@dataclass
+class PairMotion:
+    dx: float  # image shift, pixels (x right), of the similarity fit
+    dy: float  # image shift, pixels (y down)
+    log_scale: float
+    rotation: float  # radians, counter-clockwise in image coordinates (y down: clockwise on screen)
+    parallax: float  # median homography residual / median flow magnitude
+    flow: float  # median flow magnitude, pixels
+    points: int
+
+
+@dataclass
+class WindowMotion:
+    start_s: float
+    end_s: float
+    pan: float
+    tilt: float
+    zoom: float
+    roll: float
+    parallax: float
+    label: str
+    confidence: float
+    points: int = field(default=0)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("pan", "tilt", "zoom", "roll", "parallax", "confidence"):
+            d[k] = round(float(d[k]), 5)
+        return d
+
+
+_LK = dict(winSize=(21, 21), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.01))
+
+
+def _corners(grey: np.ndarray, settings: MotionSettings) -> np.ndarray:
+    pts = cv2.goodFeaturesToTrack(grey, maxCorners=settings.max_corners, qualityLevel=0.01, minDistance=6,
+                                  blockSize=7)
+    return np.empty((0, 1, 2), np.float32) if pts is None else pts.astype(np.float32)
+
+
+def _step(prev: np.ndarray, nxt: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Track points one frame with a forward-backward check; returns new points and the survivors' mask."""
+    if len(pts) == 0:
+        return pts, np.zeros(0, bool)
+    fwd, st1, _ = cv2.calcOpticalFlowPyrLK(prev, nxt, pts, None, **_LK)
+    back, st2, _ = cv2.calcOpticalFlowPyrLK(nxt, prev, fwd, None, **_LK)
+    ok = (st1[:, 0] == 1) & (st2[:, 0] == 1) & (np.linalg.norm(back - pts, axis=2)[:, 0] < 0.5)
+    return fwd, ok
+
+
+def _rotation_fit(x: np.ndarray, v: np.ndarray, focal: float) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares fit of the flow a camera makes by rotating and zooming only (any scene depth), for a focal
+    length in pixels: v = rotation field(wx, wy, wz) + zoom * x. Returns the parameters (wx, wy, wz, zoom), in
+    radians and ln-scale over the window, and each point's residual. Refit twice without the worst fifth."""
+    X, Y = x[:, 0], x[:, 1]
+    ax = np.stack([-X * Y / focal, focal + X * X / focal, -Y, X], 1)
+    ay = np.stack([-(focal + Y * Y / focal), X * Y / focal, X, Y], 1)
+    a, b = np.concatenate([ax, ay]), np.concatenate([v[:, 0], v[:, 1]])
+    keep = np.ones(len(b), bool)
+    params = np.zeros(4)
+    residual = np.zeros(len(X))
+    for _ in range(3):
+        params, *_ = np.linalg.lstsq(a[keep], b[keep], rcond=None)
+        r = a @ params - b
+        residual = np.hypot(r[:len(X)], r[len(X):])
+        cut = max(0.3, float(np.percentile(residual, 80)))
+        keep = np.concatenate([residual <= cut, residual <= cut])
+    return params, residual
+
+
+def window_motion(a: np.ndarray, b: np.ndarray, size: tuple[int, int],
+                  settings: MotionSettings = MotionSettings()) -> PairMotion | None:
+    """Global motion between matched points ``a`` (window start) and ``b`` (window end) in an image of ``size``
+    (w, h). The best rotation-and-zoom flow over a range of lenses gives the components; what it cannot explain,
+    relative to the flow itself, is the parallax of a translating camera."""
+    if len(a) < settings.min_points:
+        return None
+    centre = np.array([size[0] / 2.0, size[1] / 2.0])
+    x = a.astype(np.float64) - centre
+    v = b.astype(np.float64) - a.astype(np.float64)
+    best = None
+    for hfov in settings.lens_hfov_deg:
+        focal = size[0] / 2.0 / math.tan(math.radians(hfov) / 2.0)
+        params, residual = _rotation_fit(x, v, focal)
+        score = float(np.median(residual))
+        if best is None or score < best[0]:
+            best = (score, params, focal)
+    score, (wx, wy, wz, zoom), focal = best
+    flow = float(np.median(np.hypot(v[:, 0], v[:, 1])))
+    parallax = score / max(flow, settings.flow_floor)
+    # the similarity-style components: image shift at the centre (pixels), ln-scale and image rotation
+    return PairMotion(dx=float(wy * focal), dy=float(-wx * focal), log_scale=float(zoom), rotation=float(wz),
+                      parallax=parallax, flow=flow, points=int(len(a)))
+
+
+def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: MotionSettings) -> tuple[str, float]:
+    """Movement label and confidence from per-second components and the parallax."""
+    shift = max(abs(pan), abs(tilt))
+    zoom_strength = abs(zoom) / settings.min_zoom
+    shift_strength = shift / settings.min_shift
+    if max(zoom_strength, shift_strength) < 1.0:
+        return STATIC, float(min(1.0, 1.0 - 0.5 * max(zoom_strength, shift_strength)))
+    translates = parallax > settings.parallax_translation
+    # how far the parallax is from the decision line, as a confidence in [0.5, 1]
+    sure = 0.5 + 0.5 * min(1.0, abs(parallax - settings.parallax_translation) / settings.parallax_translation)
+    if zoom_strength >= shift_strength:
+        label = ("dolly_in" if zoom > 0 else "dolly_out") if translates else ("zoom_in" if zoom > 0 else "zoom_out")
+        margin = 1.0 - shift_strength / zoom_strength if zoom_strength else 0.0
+    elif abs(pan) >= abs(tilt):
+        label = ("truck_right" if pan > 0 else "truck_left") if translates else ("pan_right" if pan > 0 else "pan_left")
+        margin = 1.0 - abs(tilt) / abs(pan)
+    else:
+        label = "tilt_up" if tilt > 0 else "tilt_down"
+        margin = 1.0 - abs(pan) / abs(tilt)
+        sure = 1.0
+    strength = min(1.0, max(zoom_strength, shift_strength) - 1.0)
+    confidence = sure * (0.5 + 0.5 * min(1.0, margin + 0.3)) * (0.6 + 0.4 * strength)
+    return label, float(min(1.0, confidence))
+
+
+def summarise(windows: list[PairMotion | None], seconds_each: float, width: int, start_s: float, end_s: float,
+              settings: MotionSettings = MotionSettings()) -> WindowMotion:
+    """Combine window motions (each over ``seconds_each``) into per-second components and a label."""
+    good = [w for w in windows if w is not None]
+    if not good:
+        return WindowMotion(start_s, end_s, 0.0, 0.0, 0.0, 0.0, 0.0, "unknown", 0.0, 0)
+    dt = max(seconds_each, 1e-6)
+    dx = float(np.median([p.dx for p in good]))
+    dy = float(np.median([p.dy for p in good]))
+    ls = float(np.median([p.log_scale for p in good]))
+    rot = float(np.median([p.rotation for p in good]))
+    parallax = float(np.median([p.parallax for p in good]))
+    pan = -dx / width / dt  # the scene moving left means the camera turns (or trucks) right
+    tilt = dy / width / dt  # the scene moving down means the camera tilts up
+    zoom = ls / dt
+    roll = -rot / dt  # image-space counter-clockwise (y down) is a clockwise camera roll
+    label, confidence = _label(pan, tilt, zoom, parallax, settings)
+    coverage = len(good) / max(1, len(windows))
+    return WindowMotion(start_s, end_s, pan, tilt, zoom, roll, parallax, label, confidence * coverage,
+                        int(np.median([p.points for p in good])))
+
+
+def _grey(frame: np.ndarray, width: int) -> np.ndarray:
+    grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    if grey.shape[1] != width:
+        h = int(round(grey.shape[0] * width / grey.shape[1]))
+        grey = cv2.resize(grey, (width, h), interpolation=cv2.INTER_AREA)
+    return grey
+
+
+def track_windows(frames: Iterable[np.ndarray], settings: MotionSettings = MotionSettings()
+                  ) -> tuple[list[PairMotion | None], int, tuple[int, int]]:
+    """Track corners through consecutive frames in windows of ``settings.window`` frames (fresh corners at each
+    window's start) and measure each window's global motion between its first and last frame."""
+    windows: list[PairMotion | None] = []
+    prev = None
+    start_pts = pts = alive = None
+    count, in_window, size = 0, 0, (settings.width, 0)
+    for frame in frames:
+        grey = _grey(frame, settings.width)
+        size = (grey.shape[1], grey.shape[0])
+        count += 1
+        if prev is None:
+            prev, start_pts = grey, _corners(grey, settings)
+            pts, alive, in_window = start_pts.copy(), np.ones(len(start_pts), bool), 0
+            continue
+        pts, ok = _step(prev, grey, pts)
+        alive &= ok if len(ok) else alive
+        in_window += 1
+        prev = grey
+        if in_window == settings.window:
+            windows.append(window_motion(start_pts[alive, 0], pts[alive, 0], size, settings))
+            start_pts = _corners(grey, settings)
+            pts, alive, in_window = start_pts.copy(), np.ones(len(start_pts), bool), 0
+    if in_window >= max(2, settings.window // 2):  # a last, shorter window
+        windows.append(window_motion(start_pts[alive, 0], pts[alive, 0], size, settings))
+    return windows, count, size
+
+
+def estimate(frames: Iterable[np.ndarray], fps: float, start_s: float = 0.0, window_s: float | None = None,
+             settings: MotionSettings = MotionSettings()) -> tuple[list[WindowMotion], WindowMotion]:
+    """Per-window results (``window_s`` seconds each, or one for the whole input) and the whole-input summary."""
+    measured, count, size = track_windows(frames, settings)
+    seconds_each = settings.window / fps
+    end_s = start_s + count / fps
+    whole = summarise(measured, seconds_each, size[0], start_s, end_s, settings)
+    if not window_s:
+        return [whole], whole
+    per = max(1, int(round(window_s / seconds_each)))
+    out = []
+    for k in range(0, len(measured), per):
+        a = start_s + k * seconds_each
+        b = min(end_s, a + per * seconds_each)
+        out.append(summarise(measured[k:k + per], seconds_each, size[0], a, b, settings))
+    return out, whole
