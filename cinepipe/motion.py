@@ -50,13 +50,20 @@ class MotionSettings:
 
 @dataclass
 class PairMotion:
-    dx: float  # image shift, pixels (x right), of the similarity fit
-    dy: float  # image shift, pixels (y down)
+    """One window's motion. The first four come from the rotation-and-zoom fit (right for a turning or zooming
+    camera); the three ``raw_`` values describe the flow itself (right for a translating one, whose flow depends
+    on depth and has no single rotation to speak of)."""
+
+    dx: float  # image shift at the centre, pixels (x right)
+    dy: float  # image shift at the centre, pixels (y down)
     log_scale: float
     rotation: float  # radians, counter-clockwise in image coordinates (y down: clockwise on screen)
-    parallax: float  # median homography residual / median flow magnitude
+    parallax: float  # median residual of the rotation fit / median flow magnitude
     flow: float  # median flow magnitude, pixels
     points: int
+    raw_dx: float = 0.0  # mean horizontal flow, pixels (near points, which move most, count fully)
+    raw_dy: float = 0.0  # mean vertical flow, pixels
+    raw_divergence: float = 0.0  # median radial flow / radius (ln-scale like), away from the centre
 
 
 @dataclass
@@ -139,8 +146,12 @@ def window_motion(a: np.ndarray, b: np.ndarray, size: tuple[int, int],
     flow = float(np.median(np.hypot(v[:, 0], v[:, 1])))
     parallax = score / max(flow, settings.flow_floor)
     # the similarity-style components: image shift at the centre (pixels), ln-scale and image rotation
+    radius2 = (x ** 2).sum(1)
+    off_centre = radius2 > (0.1 * size[0]) ** 2
+    divergence = float(np.median(((x * v).sum(1) / np.maximum(radius2, 1.0))[off_centre])) if off_centre.any() else 0.0
     return PairMotion(dx=float(wy * focal), dy=float(-wx * focal), log_scale=float(zoom), rotation=float(wz),
-                      parallax=parallax, flow=flow, points=int(len(a)))
+                      parallax=parallax, flow=flow, points=int(len(a)), raw_dx=float(np.mean(v[:, 0])),
+                      raw_dy=float(np.mean(v[:, 1])), raw_divergence=divergence)
 
 
 def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: MotionSettings) -> tuple[str, float]:
@@ -180,6 +191,10 @@ def summarise(windows: list[PairMotion | None], seconds_each: float, width: int,
     ls = float(np.median([p.log_scale for p in good]))
     rot = float(np.median([p.rotation for p in good]))
     parallax = float(np.median([p.parallax for p in good]))
+    if parallax > settings.parallax_translation:  # a translating camera: describe the flow itself
+        dx = float(np.median([p.raw_dx for p in good]))
+        dy = float(np.median([p.raw_dy for p in good]))
+        ls = float(np.median([p.raw_divergence for p in good]))
     pan = -dx / width / dt  # the scene moving left means the camera turns (or trucks) right
     tilt = dy / width / dt  # the scene moving down means the camera tilts up
     zoom = ls / dt

@@ -54,3 +54,11 @@ def test_still_and_featureless_input():
     assert empty.label in ("static", "unknown") and empty.confidence <= 0.5
     _, one = estimate(flat[:1], fps=24.0)
     assert one.label in ("static", "unknown")
+
+
+def test_locked_off_real_shot_is_static():
+    from cinepipe.media import iter_frames
+    from conftest import real_clip
+
+    _, whole = estimate(iter_frames(real_clip("bigbuckbunny.mp4"), 320, 180, pix_fmt="gray"), fps=25.0)
+    assert whole.label == "static" and whole.confidence >= 0.5
