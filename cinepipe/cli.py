@@ -2,6 +2,7 @@
 
     cinepipe probe FILE [--json]        probe a film (displayed size, rotation, frame rate, id)
     cinepipe shots FILE [--json]        split a film into shots
+    cinepipe motion FILE [--json]       camera motion per shot and per window
     cinepipe reel --out DIR             generate the built-in film reel with its ground truth
     cinepipe run                        materialize every asset into CINEPIPE_HOME (the main job)
 
@@ -57,6 +58,28 @@ def cmd_shots(args) -> int:
     return 0
 
 
+def cmd_motion(args) -> int:
+    from cinepipe.media import probe
+    from cinepipe.motion import shots_motion
+    from cinepipe.shots import split_film
+
+    probed = probe(args.file)
+    with tempfile.TemporaryDirectory(prefix="cinepipe-motion-") as tmp:
+        proxy, shot_list = split_film(probed, Path(tmp) / "proxy.mp4")
+        shots = shots_motion(proxy, shot_list.shots, window_s=args.window)
+    out = {"film_id": probed.film_id, "path": probed.path, "shots": shots,
+           "windows": [w for s in shots for w in s["windows"]]}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{probed.path}: {len(shots)} shots")
+        for s in shots:
+            m = s["motion"]
+            print(f"  {s['index']:3d}  {s['start_s']:9.3f} - {s['end_s']:9.3f}  {m['label']:12s} "
+                  f"conf {m['confidence']:.2f}  pan {m['pan']:+.3f} tilt {m['tilt']:+.3f} zoom {m['zoom']:+.3f}")
+    return 0
+
+
 def cmd_reel(args) -> int:
     from cinepipe.reel import main_reel
 
@@ -97,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adaptive-threshold", type=float, default=3.0)
     p.add_argument("--min-shot-s", type=float, default=0.25)
     p.set_defaults(func=cmd_shots)
+
+    p = sub.add_parser("motion", help="camera motion per shot and per window (pan, tilt, zoom, roll, label)")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--window", type=float, default=1.0, help="window length in seconds (default 1)")
+    p.set_defaults(func=cmd_motion)
 
     p = sub.add_parser("reel", help="generate the built-in film reel with ground truth")
     p.add_argument("--out", required=True)

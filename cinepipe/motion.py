@@ -20,6 +20,7 @@ is d ln(scale)/dt per second, ``roll`` is radians per second.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Iterable
@@ -27,6 +28,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
+from cinepipe.media import ProxyInfo, iter_frames
 from cinepipe.taxonomy import STATIC, TAXONOMY
 
 MOVEMENTS = TAXONOMY.families["movement"]
@@ -258,3 +260,20 @@ def estimate(frames: Iterable[np.ndarray], fps: float, start_s: float = 0.0, win
         b = min(end_s, a + per * seconds_each)
         out.append(summarise(measured[k:k + per], seconds_each, size[0], a, b, settings))
     return out, whole
+
+
+def shots_motion(proxy: ProxyInfo, shots: list[dict], window_s: float | None = 1.0,
+                 settings: MotionSettings = MotionSettings()) -> list[dict]:
+    """Camera motion of every shot of a film, from one decode of its proxy: per shot, the whole-shot summary and
+    its windows (a window never crosses a shot boundary). ``shots`` rows carry ``index``, ``start_s``, ``end_s``,
+    ``start_frame`` and ``end_frame`` (proxy frames, end exclusive)."""
+    height = max(2, int(round(proxy.height * settings.width / proxy.width / 2)) * 2)
+    stream = iter_frames(proxy.path, settings.width, height, pix_fmt="gray")
+    out = []
+    for shot in sorted(shots, key=lambda s: s["start_frame"]):
+        length = int(shot["end_frame"]) - int(shot["start_frame"])
+        windows, whole = estimate(itertools.islice(stream, length), proxy.fps, float(shot["start_s"]), window_s,
+                                  settings)
+        out.append({"index": int(shot["index"]), "start_s": float(shot["start_s"]), "end_s": float(shot["end_s"]),
+                    "motion": whole.to_dict(), "windows": [w.to_dict() for w in windows]})
+    return out

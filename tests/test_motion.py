@@ -62,3 +62,21 @@ def test_locked_off_real_shot_is_static():
 
     _, whole = estimate(iter_frames(real_clip("bigbuckbunny.mp4"), 320, 180, pix_fmt="gray"), fps=25.0)
     assert whole.label == "static" and whole.confidence >= 0.5
+
+
+def test_cli_motion_contract():
+    import json
+    import subprocess
+    import sys
+
+    from conftest import real_clip
+
+    proc = subprocess.run([sys.executable, "-m", "cinepipe.cli", "motion", str(real_clip("bigbuckbunny.mp4")),
+                           "--json", "--window", "1"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert len(out["shots"]) == 1 and out["shots"][0]["motion"]["label"] == "static"
+    assert len(out["windows"]) >= 4
+    for w in out["windows"]:
+        assert {"start_s", "end_s", "pan", "tilt", "zoom", "roll", "label", "confidence"} <= set(w)
+        assert w["end_s"] > w["start_s"]
