@@ -47,6 +47,8 @@ class MotionSettings:
     parallax_translation: float = 0.17
     lens_hfov_deg: tuple[float, ...] = (25.0, 35.0, 45.0, 60.0, 80.0)  # lenses tried for the rotation fit
     flow_floor: float = 0.3  # pixels: flows below this are noise, not a scale for the parallax
+    # a sideways move whose flow a plain shift explains within this factor of the rotation fit is a truck
+    flat_perspective: float = 1.4
     min_points: int = 12
 
 
@@ -66,6 +68,7 @@ class PairMotion:
     raw_dx: float = 0.0  # mean horizontal flow, pixels (near points, which move most, count fully)
     raw_dy: float = 0.0  # mean vertical flow, pixels
     raw_divergence: float = 0.0  # median radial flow / radius (ln-scale like), away from the centre
+    perspective: float = 1.0  # residual of a plain shift-and-scale / residual of the rotation fit
 
 
 @dataclass
@@ -147,17 +150,29 @@ def window_motion(a: np.ndarray, b: np.ndarray, size: tuple[int, int],
     score, (wx, wy, wz, zoom), focal = best
     flow = float(np.median(np.hypot(v[:, 0], v[:, 1])))
     parallax = score / max(flow, settings.flow_floor)
+    # A camera that turns shears the picture in perspective (points off-centre move more); one that slides past a
+    # flat scene facing it (a truck over the ground, seen from overhead) moves every point alike. When a plain
+    # shift-and-scale explains the flow as well as the best rotation does, there is no rotation to see.
+    shift_scale = np.stack([np.ones_like(x[:, 0]), np.zeros_like(x[:, 0]), x[:, 0]], 1)
+    a2 = np.concatenate([shift_scale, np.stack([np.zeros_like(x[:, 1]), np.ones_like(x[:, 1]), x[:, 1]], 1)])
+    b2 = np.concatenate([v[:, 0], v[:, 1]])
+    p2, *_ = np.linalg.lstsq(a2, b2, rcond=None)
+    r2 = a2 @ p2 - b2
+    flat_residual = float(np.median(np.hypot(r2[:len(x)], r2[len(x):])))
+    perspective = flat_residual / max(score, 0.02)
     # the similarity-style components: image shift at the centre (pixels), ln-scale and image rotation
     radius2 = (x ** 2).sum(1)
     off_centre = radius2 > (0.1 * size[0]) ** 2
     divergence = float(np.median(((x * v).sum(1) / np.maximum(radius2, 1.0))[off_centre])) if off_centre.any() else 0.0
     return PairMotion(dx=float(wy * focal), dy=float(-wx * focal), log_scale=float(zoom), rotation=float(wz),
                       parallax=parallax, flow=flow, points=int(len(a)), raw_dx=float(np.mean(v[:, 0])),
-                      raw_dy=float(np.mean(v[:, 1])), raw_divergence=divergence)
+                      raw_dy=float(np.mean(v[:, 1])), raw_divergence=divergence, perspective=perspective)
 
 
-def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: MotionSettings) -> tuple[str, float]:
-    """Movement label and confidence from per-second components and the parallax."""
+def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: MotionSettings,
+           perspective: float = 10.0) -> tuple[str, float]:
+    """Movement label and confidence from per-second components, the parallax and, for a sideways move with no
+    parallax, the perspective signature of a turning camera."""
     shift = max(abs(pan), abs(tilt))
     zoom_strength = abs(zoom) / settings.min_zoom
     shift_strength = shift / settings.min_shift
@@ -170,6 +185,9 @@ def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: Moti
         label = ("dolly_in" if zoom > 0 else "dolly_out") if translates else ("zoom_in" if zoom > 0 else "zoom_out")
         margin = 1.0 - shift_strength / zoom_strength if zoom_strength else 0.0
     elif abs(pan) >= abs(tilt):
+        if not translates and perspective < settings.flat_perspective:
+            translates = True  # the picture slides without the perspective shear of a pan: a truck past a flat scene
+            sure = 0.5 + 0.5 * min(1.0, (settings.flat_perspective - perspective) / settings.flat_perspective)
         label = ("truck_right" if pan > 0 else "truck_left") if translates else ("pan_right" if pan > 0 else "pan_left")
         margin = 1.0 - abs(tilt) / abs(pan)
     else:
@@ -201,7 +219,8 @@ def summarise(windows: list[PairMotion | None], seconds_each: float, width: int,
     tilt = dy / width / dt  # the scene moving down means the camera tilts up
     zoom = ls / dt
     roll = -rot / dt  # image-space counter-clockwise (y down) is a clockwise camera roll
-    label, confidence = _label(pan, tilt, zoom, parallax, settings)
+    perspective = float(np.median([p.perspective for p in good]))
+    label, confidence = _label(pan, tilt, zoom, parallax, settings, perspective)
     coverage = len(good) / max(1, len(windows))
     return WindowMotion(start_s, end_s, pan, tilt, zoom, roll, parallax, label, confidence * coverage,
                         int(np.median([p.points for p in good])))

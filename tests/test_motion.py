@@ -19,7 +19,12 @@ def _frames(kind, n=25):
     centre = np.array([[1, 0, -640], [0, 1, -360], [0, 0, 1.0]])
     out = []
     for i in range(n):
-        if kind == "scene_left":
+        if kind == "turn_right":  # the camera turns right (yaw), a 50 degree lens on the full texture
+            f, a = 640 / np.tan(np.radians(25)), np.radians(0.25) * i
+            k = np.array([[f, 0, 640], [0, f, 360], [0, 0, 1.0]])
+            r = np.array([[np.cos(a), 0, -np.sin(a)], [0, 1, 0], [np.sin(a), 0, np.cos(a)]])
+            m = k @ r @ np.linalg.inv(k)
+        elif kind == "scene_left":  # every point shifts alike: a truck past a flat scene facing the camera
             m = np.array([[1, 0, -3.0 * i], [0, 1, 0], [0, 0, 1]])
         elif kind == "scene_down":
             m = np.array([[1, 0, 0], [0, 1, 3.0 * i], [0, 0, 1]])
@@ -35,7 +40,8 @@ def _frames(kind, n=25):
 
 
 @pytest.mark.parametrize("kind,label,component,sign", [
-    ("scene_left", "pan_right", "pan", 1),  # the scene moving left: the camera turns right
+    ("turn_right", "pan_right", "pan", 1),  # the scene moving left in perspective: the camera turns right
+    ("scene_left", "truck_right", "pan", 1),  # the scene moving left all alike: the camera slides right
     ("scene_down", "tilt_up", "tilt", 1),  # the scene moving down: the camera tilts up
     ("magnify", "zoom_in", "zoom", 1),
 ])
@@ -80,3 +86,45 @@ def test_cli_motion_contract():
     for w in out["windows"]:
         assert {"start_s", "end_s", "pan", "tilt", "zoom", "roll", "label", "confidence"} <= set(w)
         assert w["end_s"] > w["start_s"]
+
+
+def test_reel_movement_accuracy(small_reel, tmp_path):
+    """Movement labels against the reel's ground truth (fade ramps left out). Issue 3 asks for >= 0.95; today's
+    floor guards the progress made: the misses are overhead zoom/dolly shots, where the lying subject and the flat
+    ground give a moving camera almost no parallax to see."""
+    import json
+    from pathlib import Path
+
+    from cinepipe.media import make_proxy, probe
+    from cinepipe.motion import shots_motion
+
+    hits, total, misses = 0, 0, []
+    for film in sorted(Path(small_reel).glob("*.mp4")):
+        truth = json.loads(film.with_suffix(".truth.json").read_text())
+        proxy = make_proxy(probe(film), tmp_path / film.name)
+        pad = int(0.6 * truth["fps"])
+        shots = []
+        for i, s in enumerate(truth["shots"]):
+            nxt = truth["shots"][i + 1] if i + 1 < len(truth["shots"]) else None
+            a = s["start_frame"] + (pad if s["transition_in"] == "fade" else 0)
+            b = s["end_frame"] - (pad if nxt and nxt["transition_in"] == "fade" else 0)
+            shots.append({"index": i, "start_s": a / truth["fps"], "end_s": b / truth["fps"],
+                          "start_frame": a, "end_frame": b})
+        # shots_motion reads the proxy in one pass, so the gaps left by the trimmed fades become shots of their own
+        rows, cursor = [], 0
+        for s in shots:
+            if s["start_frame"] > cursor:
+                rows.append({"index": -1, "start_s": 0.0, "end_s": 0.0, "start_frame": cursor,
+                             "end_frame": s["start_frame"]})
+            rows.append(s)
+            cursor = s["end_frame"]
+        for row in shots_motion(proxy, rows, window_s=None):
+            if row["index"] < 0:
+                continue
+            expected = truth["shots"][row["index"]]["movement"]
+            total += 1
+            hits += row["motion"]["label"] == expected
+            if row["motion"]["label"] != expected:
+                misses.append((expected, row["motion"]["label"], truth["shots"][row["index"]]["angle"]))
+    assert total == 24
+    assert hits / total >= 0.8, misses
