@@ -4,7 +4,8 @@
     python benchmarks/bench_ingest.py --film FILE     # any film
 
 Prints the wall times, measured in one run, and the two ratios (targets: <= 1.5x the plain decode,
-<= 1.0x `scenedetect detect-adaptive`). Each timing is the best of --repeat runs.
+<= 1.0x `scenedetect detect-adaptive`). Each timing is the best of --repeat runs, the three
+measurements taking turns.
 """
 
 from __future__ import annotations
@@ -22,13 +23,20 @@ from cinepipe.media import probe
 from cinepipe.shots import split_film
 
 
-def best_of(repeat: int, fn) -> float:
-    times = []
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def best_interleaved(repeat: int, fns: dict) -> dict[str, float]:
+    """The best of ``repeat`` timings of each function, run in turn (a, b, c, a, b, c, ...), so that a change in
+    the machine's load during the run weighs on all of them alike."""
+    best = {name: float("inf") for name in fns}
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in fns.items():
+            best[name] = min(best[name], timed(fn))
+    return best
 
 
 def reel_film(cache: Path) -> Path:
@@ -42,15 +50,12 @@ def reel_film(cache: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--film")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "cinepipe-bench-reel"))
     args = parser.parse_args()
     film = Path(args.film) if args.film else reel_film(Path(args.cache))
     info = probe(film)
     print(f"film: {film} ({info.width}x{info.height}, {info.duration_s:.1f} s, {info.fps:g} fps, {info.codec})")
-
-    decode = best_of(args.repeat, lambda: subprocess.run(
-        [ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(film), "-f", "null", "-"], check=True))
 
     work = Path(tempfile.mkdtemp(prefix="cinepipe-bench-"))
     timings = {}
@@ -63,10 +68,15 @@ def main() -> int:
         t2 = time.perf_counter()
         timings.update(probe=t1 - t0, proxy_and_shots=t2 - t1, n=len(shots.shots))
 
-    pipeline = best_of(args.repeat, ours)
     scenedetect = shutil.which("scenedetect") or str(Path(sys.executable).with_name("scenedetect"))
-    sd = best_of(args.repeat, lambda: subprocess.run(
-        [scenedetect, "-q", "-i", str(film), "detect-adaptive"], check=True, capture_output=True))
+    best = best_interleaved(args.repeat, {
+        "decode": lambda: subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-i", str(film), "-f", "null",
+                                          "-"], check=True),
+        "ours": ours,
+        "scenedetect": lambda: subprocess.run([scenedetect, "-q", "-i", str(film), "detect-adaptive"], check=True,
+                                              capture_output=True),
+    })
+    decode, pipeline, sd = best["decode"], best["ours"], best["scenedetect"]
     shutil.rmtree(work, ignore_errors=True)
 
     print(f"plain ffmpeg decode            {decode:7.2f} s")
