@@ -2,6 +2,7 @@
 
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, Failure,
@@ -106,7 +107,7 @@ def shots(context: AssetExecutionContext, config: ShotConfig, home: CinepipeHome
                     tags={"cinepipe.film_id": film_id}) as run:
         run.log_params({f"probe.{k}": v for k, v in probed.to_dict().items()})
         run.log_params({f"proxy.{k}": v for k, v in proxy.to_dict().items() if k != "path"})
-        run.log_params({f"shots.{k}": v for k, v in ingest.settings_dict(settings).items()})
+        run.log_params({f"shots.{k}": v for k, v in asdict(settings).items()})
         run.log_metrics({**stats, "duration_s": probed.duration_s, "detect_seconds": seconds})
         run.log_artifact(FilmPaths(home.path, film_id).shots)
         link = MlflowTracking.link_metadata(run)

@@ -160,7 +160,3 @@ def check_shot_coverage(shots: pd.DataFrame, proxy: ProxyInfo, min_shot_s: float
     ok = bool(n == 1 or shortest >= min_shot_s - 1e-6)
     out["min_shot_length"] = (ok, f"shortest shot {shortest:.3f} s; minimum {min_shot_s:.3f} s")
     return out
-
-
-def settings_dict(settings: ShotSettings) -> dict:
-    return asdict(settings)

@@ -14,7 +14,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import queue
 import re
@@ -517,26 +516,14 @@ def _read_exact(stream, size: int) -> bytes:
     return b"".join(parts)
 
 
-def iter_frames(path: str | os.PathLike, width: int | None = None, height: int | None = None,
-                pix_fmt: str = "bgr24", extra_filter: str | None = None) -> Iterator[np.ndarray]:
-    """Decode a video into numpy frames (H x W x C, uint8), optionally scaled to ``width``x``height``.
+def iter_frames(path: str | os.PathLike, width: int, height: int, pix_fmt: str = "bgr24") -> Iterator[np.ndarray]:
+    """Decode a video into numpy frames (H x W x C, uint8) scaled to ``width``x``height``.
 
     Frames come from an ffmpeg pipe in batches, so ffmpeg decodes on one core while the caller works on the
     other. ``pix_fmt`` is ffmpeg's name: ``bgr24`` (OpenCV order), ``rgb24`` or ``gray``.
     """
     path = str(path)
-    if width is None or height is None:
-        info = _probe_with_ffprobe(path) if ffprobe_exe() else _probe_with_ffmpeg(path)
-        video = next(s for s in info["streams"] if s.get("codec_type") == "video")
-        width, height = int(video["width"]), int(video["height"])
-    filters = [f"scale={width}:{height}:flags=area"]
-    if extra_filter:
-        filters.insert(0, extra_filter)
     channels = {"bgr24": 3, "rgb24": 3, "gray": 1}[pix_fmt]
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path, "-map", "0:v:0",
-           "-vf", ",".join(filters), "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
+           "-vf", f"scale={width}:{height}:flags=area", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
     yield from _stream_raw(cmd, width, height, channels, path)
-
-
-def seconds_to_frame(t: float, fps: float) -> int:
-    return int(math.floor(t * fps + 1e-6))

@@ -11,7 +11,7 @@ same transition and is dropped. Shots cover the film from its first video frame 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -59,9 +59,6 @@ class ShotList:
     start_s: float
     frames: int
     shots: list[dict] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def to_frame(self) -> pd.DataFrame:
         rows = [{"shot_id": f"{self.film_id}:{s['index']}", "film_id": self.film_id, **s} for s in self.shots]
