@@ -1,0 +1,282 @@
+"""Shot framing from the size of the main subject: extreme close-up ... long shot.
+
+Method. Framing is defined by how tall the subject's head (or whole body) is in the picture, as a fraction of
+the frame height (see :mod:`cinepipe.reel` for the definitions the reel honours):
+
+==================  ==============================  =====================================
+framing             head height / frame height      whole body / frame height
+==================  ==============================  =====================================
+extreme_close_up    >= ~0.95 (eyes in view)         -
+close_up            0.34 - 0.5                      -
+medium_shot         ~0.2 - 0.3 (waist up in view)   body cut by the frame
+full_shot           ~0.09 - 0.11                    0.62 - 0.85, whole body in frame
+long_shot           <= ~0.04                        <= 0.28
+==================  ==============================  =====================================
+
+Each sample frame is searched for, in this order:
+
+1. a frontal face (OpenCV's Haar cascade ``frontalface_alt2``) on the frame at half size, upright and, if none
+   is found, rotated by +-``rotations`` degrees (a dutch angle tilts the face beyond what the cascade takes). A
+   face must be plausibly skin-coloured (YCrCb box test on its centre). The cascade's box covers brows to mouth,
+   about ``face_to_head`` (0.72) of the head height, so head height = box height / 0.72;
+2. when no face is found, a pair of eyes (``haarcascade_eye``): an extreme close-up whose face overflows the
+   frame still shows both eyes, level and far apart; the eye distance is about ``eyes_to_head`` of the head
+   height;
+3. a standing person (OpenCV's HOG people detector) on the frame at full size; its box is the body height times
+   ``hog_pad`` (1.08). A box cut by the frame's top or bottom edge is not a whole body;
+4. when nothing was found in any frame, one deeper HOG search of the middle frame at ``long_upscale`` times its
+   size, for the small whole figure of a long shot.
+
+Per shot, a measure is kept only if frames agree (at least ``min_agree`` of the frames where something was found,
+sizes within a factor ``size_spread`` of the median): one stray detection does not label a shot. The median head
+(or body) fraction is then compared with the boundaries below (geometric midpoints between the classes); the
+confidence falls as the measure nears a boundary, and with the share of frames that agree. When nothing is found
+the label is ``None`` (unknown); no framing is guessed from the absence of a subject.
+
+Frames are BGR uint8 arrays of any size (the pipeline hands proxy frames, long side 480 px). ``details`` holds the
+measured ``head_frac`` or ``body_frac``, the detector that decided, and per-frame counts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from cinepipe.label_types import Label
+from cinepipe.taxonomy import TAXONOMY
+
+VERSION = 1
+LABELLER = f"auto:framing@{VERSION}"
+FRAMINGS = TAXONOMY.families["framing"]
+
+
+@dataclass(frozen=True)
+class FramingSettings:
+    analysis_height: int = 270  # frames are scaled to this height first (proxy size)
+    face_scale: float = 0.5  # faces are searched at this fraction of the analysis size
+    min_face_px: int = 16  # smallest face box searched, pixels at the reduced size
+    rotations: tuple[float, ...] = (20.0, -20.0)  # tried when the upright frame has no face
+    face_to_head: float = 0.72  # face box height / head height
+    eyes_to_head: float = 0.29  # distance between the eye centres / head height
+    min_eye: float = 0.12  # smallest eye box searched / frame height (an extreme close-up's eyes are large)
+    hog_pad: float = 1.08  # HOG box height / body height
+    hog_min_full: float = 0.55  # HOG boxes below this (the 128 px window is 0.47 of 270) may hold a smaller figure
+    long_upscale: float = 2.0
+    # head-height boundaries (fraction of the frame height): ECU | CU | MS | full | long
+    head_bounds: tuple[float, float, float, float] = (0.68, 0.31, 0.155, 0.05)
+    body_full_min: float = 0.42  # whole body at least this tall: full shot, else long shot
+    min_agree: float = 0.5
+    size_spread: float = 1.5
+    skin_min: float = 0.25  # share of skin-coloured pixels in the face box centre
+
+
+@lru_cache(maxsize=None)
+def _cascade(name: str) -> cv2.CascadeClassifier:
+    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV Haar cascade {name} is missing")
+    return cascade
+
+
+@lru_cache(maxsize=1)
+def _hog() -> cv2.HOGDescriptor:
+    hog = cv2.HOGDescriptor()
+    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+    return hog
+
+
+def _rotate(img: np.ndarray, degrees: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _skin_share(bgr: np.ndarray, box: tuple[int, int, int, int]) -> float:
+    """Share of skin-coloured pixels (a broad YCrCb rule that holds across skin tones) in the box's centre."""
+    x, y, w, h = box
+    patch = bgr[y + h // 4: y + 3 * h // 4, x + w // 4: x + 3 * w // 4]
+    if patch.size == 0:
+        return 0.0
+    ycc = cv2.cvtColor(patch, cv2.COLOR_BGR2YCrCb)
+    cr, cb = ycc[..., 1].astype(int), ycc[..., 2].astype(int)
+    return float(((cr >= 133) & (cr <= 180) & (cb >= 70) & (cb <= 130)).mean())
+
+
+def _faces(grey: np.ndarray, bgr: np.ndarray, settings: FramingSettings,
+           angles: tuple[float, ...]) -> tuple[float, float] | None:
+    """(face box height / frame height, rotation tried) of the largest plausible face, or None."""
+    cascade = _cascade("haarcascade_frontalface_alt2.xml")
+    h = grey.shape[0]
+    for angle in angles:
+        g = grey if angle == 0 else _rotate(grey, angle)
+        c = bgr if angle == 0 else _rotate(bgr, angle)
+        boxes = cascade.detectMultiScale(g, scaleFactor=1.1, minNeighbors=3,
+                                         minSize=(settings.min_face_px, settings.min_face_px))
+        good = [b for b in boxes if _skin_share(c, tuple(int(v) for v in b)) >= settings.skin_min]
+        if good:
+            best = max(good, key=lambda b: b[3])
+            return float(best[3]) / h, angle
+    return None
+
+
+def _eyes(grey: np.ndarray, settings: FramingSettings) -> float | None:
+    """Distance between the centres of a level pair of large eyes / frame height, or None."""
+    h = grey.shape[0]
+    min_eye = max(8, int(settings.min_eye * h))
+    boxes = _cascade("haarcascade_eye.xml").detectMultiScale(grey, scaleFactor=1.1, minNeighbors=4,
+                                                              minSize=(min_eye, min_eye))
+    best = None
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            (x1, y1, w1, h1), (x2, y2, w2, h2) = boxes[i], boxes[j]
+            c1, c2 = np.array([x1 + w1 / 2, y1 + h1 / 2]), np.array([x2 + w2 / 2, y2 + h2 / 2])
+            d = float(np.linalg.norm(c1 - c2))
+            size = (w1 + w2) / 2
+            if not (0.67 < w1 / w2 < 1.5 and 1.2 * size < d < 2.6 * size):
+                continue
+            if abs(c1[1] - c2[1]) > 0.45 * d:  # the pair must be roughly level (dutch angles allowed)
+                continue
+            if best is None or d > best:
+                best = d
+    return None if best is None else best / h
+
+
+def _bodies(bgr: np.ndarray, scale: float = 1.0) -> list[tuple[float, bool]]:
+    """(box height / frame height, box inside the frame vertically) of HOG people detections."""
+    img = bgr if scale == 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    h = img.shape[0]
+    boxes, weights = _hog().detectMultiScale(img, winStride=(8, 8), padding=(8, 8), scale=1.08)
+    out = []
+    for (x, y, w, bh), wt in zip(boxes, np.ravel(weights) if len(boxes) else []):
+        if float(wt) < 0.3:
+            continue
+        inside = y > 0.01 * h and y + bh < 0.99 * h
+        out.append((float(bh) / h, bool(inside)))
+    return out
+
+
+def _prepare(frame: np.ndarray, settings: FramingSettings) -> np.ndarray:
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    h, w = frame.shape[:2]
+    if h != settings.analysis_height:
+        s = settings.analysis_height / h
+        frame = cv2.resize(frame, (max(1, round(w * s)), settings.analysis_height), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def _agreeing(values: list[float], settings: FramingSettings) -> list[float]:
+    """The values within a factor ``size_spread`` of their median."""
+    if not values:
+        return []
+    med = float(np.median(values))
+    return [v for v in values if med / settings.size_spread <= v <= med * settings.size_spread]
+
+
+def framing_from_head(head: float, settings: FramingSettings = None) -> tuple[str, float]:
+    """The framing for a head height (fraction of the frame height), and a margin in [0, 1]: the distance in log
+    units to the nearest boundary, 1 at a third of a class's width or more."""
+    settings = settings or FramingSettings()
+    bounds = settings.head_bounds
+    index = sum(head < b for b in bounds)
+    value = FRAMINGS[index] if len(FRAMINGS) == len(bounds) + 1 else None
+    margin = min(abs(math.log(head / b)) for b in bounds) / 0.25
+    return value, float(min(1.0, margin))
+
+
+def _face_head(small_grey: np.ndarray, small_bgr: np.ndarray, settings: FramingSettings,
+               angles: tuple[float, ...]) -> tuple[float, float] | None:
+    found = _faces(small_grey, small_bgr, settings, angles)
+    return None if found is None else (found[0] / settings.face_to_head, found[1])
+
+
+def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingSettings()) -> Label:
+    """The framing of a shot from a few sample frames (BGR uint8); see the module docstring.
+
+    The cheap search (an upright face) runs on every frame; the dearer ones (rotated faces, eyes, people) only
+    where the cheaper ones found nothing, and the deepest (an upscaled people search) on one frame.
+    """
+    frames = [f for f in frames if f is not None and getattr(f, "size", 0)]
+    if not frames:
+        return Label(None, 0.0, {"reason": "no frames"}, LABELLER)
+    n = len(frames)
+    need = max(1, math.ceil(settings.min_agree * n))
+    prepared = []
+    for frame in frames:
+        bgr = _prepare(frame, settings)
+        grey = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+        size = (max(1, round(grey.shape[1] * settings.face_scale)), max(1, round(grey.shape[0] * settings.face_scale)))
+        prepared.append((bgr, cv2.resize(grey, size, interpolation=cv2.INTER_AREA),
+                         cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)))
+    heads: list[float | None] = [None] * n
+    source: list[str] = [""] * n
+    for i, (_, small_grey, small_bgr) in enumerate(prepared):
+        found = _face_head(small_grey, small_bgr, settings, (0.0,))
+        if found:
+            heads[i], source[i] = found[0], "face"
+    details: dict = {"frames": n}
+
+    def decided() -> Label | None:
+        values = [h for h in heads if h is not None]
+        agree = _agreeing(values, settings)
+        if len(agree) < need:
+            return None
+        head = float(np.median(agree))
+        value, margin = framing_from_head(head, settings)
+        used = [s for s in source if s]
+        details.update(head_frac=round(head, 4), detector=max(set(used), key=used.count),
+                       detections={s: used.count(s) for s in set(used)})
+        return Label(value, round((len(agree) / n) * (0.5 + 0.5 * margin), 3), details, LABELLER)
+
+    label = decided()
+    if label:
+        return label
+    # eyes (an extreme close-up's face overflows the frame) and rotated faces (dutch angles)
+    for i, (_, small_grey, small_bgr) in enumerate(prepared):
+        if heads[i] is not None:
+            continue
+        eye = _eyes(small_grey, settings)
+        if eye is not None:
+            heads[i], source[i] = eye / settings.eyes_to_head, "eyes"
+            continue
+        found = _face_head(small_grey, small_bgr, settings, settings.rotations)
+        if found:
+            heads[i], source[i] = found[0], f"face_rotated_{found[1]:+.0f}"
+    label = decided()
+    if label:
+        return label
+    # people: a whole figure at least the HOG window's height is a full shot; a figure found only at the
+    # smallest window (or only in the upscaled frame) is smaller than that: a long shot
+    bodies: list[float] = []
+    smallest = 0
+    for bgr, _, _ in prepared:
+        found = [frac for frac, inside in _bodies(bgr) if inside]
+        if not found:
+            continue
+        best = max(found)
+        if best >= settings.hog_min_full:
+            bodies.append(best / settings.hog_pad)
+        else:
+            smallest += 1
+    agree = _agreeing(bodies, settings)
+    if len(agree) >= need:
+        body = float(np.median(agree))
+        value = "full_shot" if body >= settings.body_full_min else "long_shot"
+        margin = min(1.0, abs(math.log(body / settings.body_full_min)) / 0.25)
+        details.update(body_frac=round(body, 4), detector="hog", detections={"hog": len(agree)})
+        return Label(value, round((len(agree) / n) * (0.4 + 0.4 * margin), 3), details, LABELLER)
+    if smallest >= need:
+        details.update(detector="hog_smallest_window", detections={"hog_small": smallest})
+        return Label("long_shot", round(0.5 * smallest / n, 3), details, LABELLER)
+    middle = prepared[n // 2][0]
+    small = [frac / settings.hog_pad / settings.long_upscale * settings.long_upscale
+             for frac, inside in _bodies(middle, settings.long_upscale) if inside]
+    if small and max(small) < settings.body_full_min:
+        details.update(body_frac=round(max(small), 4), detector="hog_upscaled")
+        return Label("long_shot", 0.35, details, LABELLER)
+    details["reason"] = "no subject found in enough frames"
+    return Label(None, 0.0, details, LABELLER)
