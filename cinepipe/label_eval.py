@@ -9,8 +9,8 @@ returns a few sample frames per shot, away from fades, with the truth record of 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -50,7 +50,7 @@ def sample_indices(start: int, end: int, count: int, trim_start: int = 0, trim_e
     if b - a < 3:
         a, b = start, end
     lo, hi = a + min(2, (b - a - 1) // 2), b - 1 - min(2, (b - a - 1) // 2)
-    return sorted({int(round(x)) for x in np.linspace(lo, hi, count)})
+    return sorted({round(x) for x in np.linspace(lo, hi, count)})
 
 
 def reel_shot_frames(video: str | Path, count: int = 5, width: int = 480, fade_trim_s: float = 0.6
@@ -61,7 +61,7 @@ def reel_shot_frames(video: str | Path, count: int = 5, width: int = 480, fade_t
     truth = json.loads(video.with_suffix("").with_suffix(".truth.json").read_text()) \
         if video.suffix == ".mp4" else json.loads(video.read_text())
     fps, shots = float(truth["fps"]), truth["shots"]
-    trim = int(round(fade_trim_s * fps))
+    trim = round(fade_trim_s * fps)
     wanted: dict[int, list[int]] = {}
     for i, shot in enumerate(shots):
         fade_in = shot["transition_in"] == "fade"
@@ -78,7 +78,7 @@ def reel_shot_frames(video: str | Path, count: int = 5, width: int = 480, fade_t
                 break
             if index in wanted:
                 _, frame = cap.retrieve()
-                height = int(round(frame.shape[0] * width / frame.shape[1] / 2)) * 2
+                height = round(frame.shape[0] * width / frame.shape[1] / 2) * 2
                 frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA)
                 for i in wanted[index]:
                     frames[i].append(frame)

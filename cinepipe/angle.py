@@ -1,0 +1,227 @@
+"""Camera angle from scene geometry: eye level, high angle, low angle, overhead, dutch angle.
+
+Method. Man-made and natural scenes are full of vertical things (poles, walls' edges, window frames, trees). Their
+images converge to the *vertical vanishing point* V: for a camera pitched by ``p`` (> 0 looking up) and rolled by
+``r``, V lies at a distance ``f / tan|p|`` from the image centre (``f`` the focal length in pixels), above the
+centre when the camera looks up, below when it looks down, and in the direction rotated by the roll. So:
+
+* near-vertical line segments (OpenCV's LSD, at least ``min_segment`` of the frame height long, within
+  ``max_tilt`` degrees of the image vertical) are intersected pairwise (RANSAC) and V is the point most of them
+  pass through (within ``inlier_deg``); segments nearly parallel give V at infinity: pitch 0;
+* pitch = 90 deg - atan(|V - centre| / f), signed by the side of V; roll = the angle between the image vertical
+  and the direction from the centre to V (pointing to V's side) - for near-parallel verticals, their mean tilt;
+* the focal length is unknown: we assume a nominal horizontal field of view ``nominal_hfov_deg`` (50 degrees:
+  ``f = (W/2) / tan(25 deg)``). A lens twice as long or short scales tan(pitch) by two; the thresholds below
+  leave room for that (eye level is within 5 deg, high and low angles are 17 deg or more).
+
+A second, independent cue is the sky (blue, unsaturated-bright pixels excluded): the sky only shows above the
+horizon, and the horizon lies ``f tan(p)`` below the centre. Sky reaching below the centre means the camera looks
+up; no sky at all in a frame with a large ground share suggests it looks down; the tilt of the sky's lower edge
+is a second roll measure.
+
+Decision per shot (medians over the sample frames that gave a measure; thresholds in degrees):
+
+* ``overhead``: pitch <= -``overhead_deg`` (60): V inside or near the frame;
+* ``dutch_angle``: |roll| >= ``dutch_deg`` (10) with |pitch| < ``tilted_deg`` (12);
+* ``high_angle``: pitch <= -``tilted_deg``; ``low_angle``: pitch >= ``tilted_deg``;
+* ``eye_level``: |pitch| < ``tilted_deg`` and |roll| < ``dutch_deg``, with the sky (if any) not below the centre.
+
+An upward convergence with no sky in any frame is suspect (a camera looking up outdoors sees sky): steeper than
+``flat_up_deg`` (35) it is read as lines on the ground seen from above (a weak ``overhead``), else ``None``.
+Without line evidence, the sky cue alone decides low angle (sky below the centre) with lower confidence; otherwise
+the label is ``None``. Roll sign: > 0 clockwise (DESIGN.md), i.e. the scene's verticals appear turned
+counter-clockwise in the picture.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+from cinepipe.label_types import Label
+
+VERSION = 1
+LABELLER = f"auto:angle@{VERSION}"
+
+
+@dataclass(frozen=True)
+class AngleSettings:
+    analysis_height: int = 270
+    nominal_hfov_deg: float = 50.0
+    min_segment: float = 0.08  # fraction of the frame height
+    max_tilt: float = 40.0  # degrees from the image vertical for a "near-vertical" segment
+    inlier_deg: float = 2.0
+    min_inliers: int = 4
+    ransac_pairs: int = 150
+    overhead_deg: float = 60.0
+    tilted_deg: float = 12.0
+    dutch_deg: float = 10.0
+    flat_up_deg: float = 35.0  # upward convergence this steep with no sky at all: read as overhead (weak)
+    sky_low: float = 0.1  # sky reaching this far below the centre (fraction of height) means looking up
+
+
+@lru_cache(maxsize=1)
+def _lsd() -> cv2.LineSegmentDetector:
+    return cv2.createLineSegmentDetector(cv2.LSD_REFINE_NONE)
+
+
+def _segments(grey: np.ndarray, settings: AngleSettings) -> np.ndarray:
+    """Near-vertical segments as rows (x1, y1, x2, y2), y1 < y2, in pixels."""
+    lines = _lsd().detect(grey)[0]
+    if lines is None:
+        return np.empty((0, 4))
+    s = lines.reshape(-1, 4).astype(float)
+    d = s[:, 2:] - s[:, :2]
+    length = np.hypot(d[:, 0], d[:, 1])
+    tilt = np.degrees(np.arctan2(np.abs(d[:, 0]), np.abs(d[:, 1])))
+    keep = (length >= settings.min_segment * grey.shape[0]) & (tilt <= settings.max_tilt)
+    s = s[keep]
+    flip = s[:, 1] > s[:, 3]
+    s[flip] = s[flip][:, [2, 3, 0, 1]]
+    return s
+
+
+def _vanishing(seg: np.ndarray, centre: np.ndarray, settings: AngleSettings, rng: np.random.Generator
+               ) -> tuple[np.ndarray, int] | None:
+    """The vertical vanishing point as a homogeneous unit vector (x, y, w) in centred pixel coordinates, and its
+    inlier count; RANSAC over pairs of segments, scored by summed inlier length."""
+    if len(seg) < settings.min_inliers:
+        return None
+    p1 = np.c_[seg[:, :2] - centre, np.ones(len(seg))]
+    p2 = np.c_[seg[:, 2:] - centre, np.ones(len(seg))]
+    lines = np.cross(p1, p2)
+    mids = (p1 + p2) / 2
+    direction = seg[:, 2:] - seg[:, :2]
+    length = np.hypot(direction[:, 0], direction[:, 1])
+    unit = direction / length[:, None]
+    tol = math.sin(math.radians(settings.inlier_deg))
+
+    def inliers(v: np.ndarray) -> np.ndarray:
+        # direction from each segment's middle towards v (or v's direction when v is at infinity)
+        to_v = v[:2][None, :] - mids[:, :2] * v[2]
+        norm = np.hypot(to_v[:, 0], to_v[:, 1]) + 1e-12
+        return np.abs(unit[:, 0] * to_v[:, 1] - unit[:, 1] * to_v[:, 0]) / norm < tol
+
+    best, best_score = None, 0.0
+    n = len(seg)
+    pairs = rng.integers(0, n, size=(settings.ransac_pairs, 2))
+    for i, j in pairs:
+        if i == j:
+            continue
+        v = np.cross(lines[i], lines[j])
+        if not np.any(v):
+            continue
+        v = v / np.linalg.norm(v)
+        score = length[inliers(v)].sum()
+        if score > best_score:
+            best, best_score = v, score
+    if best is None:
+        return None
+    mask = inliers(best)
+    if mask.sum() < settings.min_inliers:
+        return None
+    # refine: the point nearest to all inlier lines (smallest singular vector of the normalised lines)
+    L = lines[mask] / np.linalg.norm(lines[mask][:, :2], axis=1, keepdims=True)
+    v = np.linalg.svd(L * length[mask][:, None])[2][-1]
+    return v / np.linalg.norm(v), int(mask.sum())
+
+
+def pitch_roll_from_vanishing(v: np.ndarray, focal: float) -> tuple[float, float]:
+    """(pitch, roll) in degrees from the vertical vanishing point (homogeneous, centred pixel coordinates, y down).
+
+    The world's up direction seen from the camera is (vx, vy, f*w) up to sign; the camera looks up (pitch > 0)
+    when V is above the centre."""
+    x, y, w = float(v[0]), float(v[1]), float(v[2]) * focal
+    if y > 0 or (y == 0 and w < 0):
+        x, y, w = -x, -y, -w  # orient towards the image's "up" (y < 0)
+    # now (x, y, w) points up in the world; pitch: elevation of the optical axis = angle of `up` from the image
+    # plane towards the viewing direction (w > 0: up is in front -> looking up)
+    pitch = math.degrees(math.atan2(w, math.hypot(x, y)))
+    roll = math.degrees(math.atan2(x, -y))  # up direction turned right on screen: camera rolled anticlockwise
+    return pitch, -roll
+
+
+def _sky(bgr: np.ndarray) -> np.ndarray:
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+    h, s, v = hsv[..., 0], hsv[..., 1], hsv[..., 2]
+    return (h >= 95) & (h <= 125) & (s >= 45) & (v >= 130)
+
+
+def _prepare(frame: np.ndarray, settings: AngleSettings) -> np.ndarray:
+    if frame.ndim == 2:
+        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    h, w = frame.shape[:2]
+    if h != settings.analysis_height:
+        s = settings.analysis_height / h
+        frame = cv2.resize(frame, (max(1, round(w * s)), settings.analysis_height), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def measure_frame(frame: np.ndarray, settings: AngleSettings = AngleSettings(), seed: int = 0) -> dict:
+    """Per-frame measures: pitch/roll from the verticals (or None), segment count, sky share and extent."""
+    bgr = _prepare(frame, settings)
+    grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    h, w = grey.shape
+    focal = (w / 2) / math.tan(math.radians(settings.nominal_hfov_deg) / 2)
+    centre = np.array([w / 2, h / 2])
+    seg = _segments(grey, settings)
+    out: dict = {"segments": len(seg), "pitch": None, "roll": None}
+    vp = _vanishing(seg, centre, settings, np.random.default_rng(seed))
+    if vp is not None:
+        pitch, roll = pitch_roll_from_vanishing(vp[0], focal)
+        out.update(pitch=round(pitch, 2), roll=round(roll, 2), inliers=vp[1])
+    sky = _sky(bgr)
+    rows = np.nonzero(sky.mean(1) > 0.2)[0]
+    out["sky"] = round(float(sky.mean()), 4)
+    out["sky_bottom"] = round(float((rows.max() - h / 2) / h), 4) if len(rows) else None  # > 0: below the centre
+    return out
+
+
+def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSettings()) -> Label:
+    """The camera angle of a shot from a few sample frames (BGR uint8); see the module docstring."""
+    frames = [f for f in frames if f is not None and getattr(f, "size", 0)]
+    if not frames:
+        return Label(None, 0.0, {"reason": "no frames"}, LABELLER)
+    measures = [measure_frame(f, settings, seed=i) for i, f in enumerate(frames)]
+    pitches = [m["pitch"] for m in measures if m["pitch"] is not None]
+    rolls = [m["roll"] for m in measures if m["roll"] is not None]
+    skies = [m["sky_bottom"] for m in measures if m["sky_bottom"] is not None]
+    n = len(frames)
+    details: dict = {"frames": n, "line_frames": len(pitches),
+                     "sky_frames": len(skies), "nominal_hfov_deg": settings.nominal_hfov_deg}
+    sky_low = len(skies) > n / 2 and float(np.median(skies)) > settings.sky_low
+    if skies:
+        details["sky_bottom"] = round(float(np.median(skies)), 3)
+    if len(pitches) * 2 >= n:
+        pitch, roll = float(np.median(pitches)), float(np.median(rolls))
+        details.update(pitch_deg=round(pitch, 1), roll_deg=round(roll, 1))
+        share = len(pitches) / n
+        if pitch <= -settings.overhead_deg:
+            value, margin = "overhead", (-pitch - settings.overhead_deg) / 15
+        elif pitch <= -settings.tilted_deg:
+            value, margin = "high_angle", (-pitch - settings.tilted_deg) / 8
+        elif pitch >= settings.tilted_deg and not skies:
+            # looking up steeply outdoors shows sky; with none in any frame, the "verticals" are more likely
+            # lines on a ground seen from straight above (or a close subject): a weak overhead, else unknown
+            if pitch >= settings.flat_up_deg:
+                details["reason"] = "steep upward convergence without any sky: a flat ground seen from above"
+                return Label("overhead", 0.35 * share, details, LABELLER)
+            details["reason"] = "upward convergence without any sky"
+            return Label(None, 0.0, details, LABELLER)
+        elif pitch >= settings.tilted_deg:
+            value, margin = "low_angle", (pitch - settings.tilted_deg) / 8
+        elif abs(roll) >= settings.dutch_deg:
+            value, margin = "dutch_angle", (abs(roll) - settings.dutch_deg) / 6
+        else:
+            value = "eye_level"
+            margin = min(settings.tilted_deg - abs(pitch), settings.dutch_deg - abs(roll)) / 6
+        conf = share * (0.5 + 0.5 * min(1.0, max(0.0, margin)))
+        return Label(value, round(conf, 3), details, LABELLER)
+    if sky_low:
+        return Label("low_angle", 0.4, details, LABELLER)
+    details["reason"] = "too few vertical lines"
+    return Label(None, 0.0, details, LABELLER)
