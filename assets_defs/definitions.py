@@ -3,7 +3,8 @@
 from dagster import Definitions
 
 from assets_defs.ingestion import INGESTION_ASSETS
-from assets_defs.jobs import ingest_job
+from assets_defs.jobs import dataset_job, ingest_job
+from assets_defs.labelling import LABELLING_ASSETS
 from assets_defs.resources import CinepipeHome, MlflowTracking
 from assets_defs.sensors import landing_sensor
 from cinepipe.home import default_home
@@ -12,8 +13,8 @@ from cinepipe.home import default_home
 def build_definitions(home: str | None = None, landing: str | None = None) -> Definitions:
     home = home or str(default_home())
     return Definitions(
-        assets=[*INGESTION_ASSETS],
-        jobs=[ingest_job],
+        assets=[*INGESTION_ASSETS, *LABELLING_ASSETS],
+        jobs=[ingest_job, dataset_job],
         sensors=[landing_sensor],
         resources={
             "home": CinepipeHome(home=home, landing=landing or ""),

@@ -2,9 +2,14 @@
 
 from dagster import AssetSelection, define_asset_job
 
-
 ingest_job = define_asset_job(
     "ingest_films",
-    selection=AssetSelection.groups("ingestion"),
-    description="Probe, proxy, shot-split and cut one film (one run per film partition).",
+    selection=AssetSelection.groups("ingestion") | AssetSelection.assets("shot_labels"),
+    description="Probe, proxy, shot-split, cut and label one film (one run per film partition).",
+)
+
+dataset_job = define_asset_job(
+    "build_dataset",
+    selection=AssetSelection.assets("cinematic2k"),
+    description="Build the Cinematic2K dataset version from every labelled film.",
 )

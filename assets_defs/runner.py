@@ -40,12 +40,31 @@ def _failure_lines(result) -> list[str]:
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             error = event.event_specific_data.error
+            while error.cause is not None and "Error occurred while executing" in (error.message or ""):
+                error = error.cause  # an unexpected exception: show what was raised, not Dagster's wrapper
             message = (error.message or "").strip().splitlines()
             text = message[0] if message else "failed"
             for prefix in ("dagster._core.definitions.events.Failure: ", "Failure: "):
                 text = text.removeprefix(prefix)
             lines.append(f"{event.step_key}: {text}")
     return lines
+
+
+def _report_failure(result, title: str, prefix: str, took: float, echo: Callable[[str], None]) -> list[str]:
+    """Echo a failed run's title and its one-line reasons; return them, prefixed, for the final summary."""
+    lines = _failure_lines(result) or ["failed"]
+    echo(f"{title}: FAILED in {took:.1f} s")
+    for line in lines:
+        echo(f"    {line}")
+    return [f"{prefix} {line}" for line in lines]
+
+
+def _materialization_metadata(result, asset: str) -> dict:
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        if mat.asset_key.to_user_string() == asset:
+            return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    return {}
 
 
 def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[dict] = None,
@@ -92,11 +111,22 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
         if result.success:
             echo(f"[{i}/{len(films)}] {source.name} ({film_id}): ok in {took:.1f} s")
         else:
-            lines = _failure_lines(result) or ["failed"]
-            echo(f"[{i}/{len(films)}] {source.name} ({film_id}): FAILED in {took:.1f} s")
-            for line in lines:
-                echo(f"    {line}")
-            failures += [f"{source.name} ({film_id}) {line}" for line in lines]
+            failures += _report_failure(result, f"[{i}/{len(films)}] {source.name} ({film_id})",
+                                        f"{source.name} ({film_id})", took, echo)
+    # the dataset, from every film that made it (films that failed are left out and named in its metadata)
+    started = time.perf_counter()
+    result = defs.resolve_job_def("build_dataset").execute_in_process(instance=instance, raise_on_error=False,
+                                                                       run_config=QUIET)
+    took = time.perf_counter() - started
+    if result.success:
+        meta = _materialization_metadata(result, "cinematic2k")
+        echo(f"cinematic2k {meta.get('dataset_version', '?')}: {meta.get('dagster/row_count', '?')} shots "
+             f"in {took:.1f} s")
+        for check in result.get_asset_check_evaluations():
+            if not check.passed:
+                echo(f"    check {check.check_name} did not pass ({check.severity.value})")
+    else:
+        failures += _report_failure(result, "cinematic2k", "dataset", took, echo)
     if failures:
         print(f"cinepipe run: {len(failures)} asset(s) failed:", file=sys.stderr)
         for line in failures:

@@ -3,6 +3,8 @@
     cinepipe probe FILE [--json]        probe a film (displayed size, rotation, frame rate, id)
     cinepipe shots FILE [--json]        split a film into shots
     cinepipe motion FILE [--json]       camera motion per shot and per window
+    cinepipe label FILE [--json] [--labels HUMAN.csv]
+                                        shots with framing, angle and movement labels (confidence, source)
     cinepipe reel --out DIR             generate the built-in film reel with its ground truth
     cinepipe run                        materialize every asset into CINEPIPE_HOME (the main job)
 
@@ -80,6 +82,43 @@ def cmd_motion(args) -> int:
     return 0
 
 
+def cmd_label(args) -> int:
+    import pandas as pd
+
+    from cinepipe.labelling import label_shots
+    from cinepipe.labels import read_human_labels, resolve, resolve_human_labels
+    from cinepipe.media import probe
+    from cinepipe.shots import split_film
+
+    probed = probe(args.file)
+    human = [read_human_labels(path) for path in args.labels]  # bad label files fail before any decoding
+    with tempfile.TemporaryDirectory(prefix="cinepipe-label-") as tmp:
+        proxy, shot_list = split_film(probed, Path(tmp) / "proxy.mp4")
+        labelled = label_shots(proxy, shot_list.shots, probed.film_id)
+    if human:  # human labels override the automatic ones, shot by shot and family by family
+        shots = pd.DataFrame([{"shot_id": s["shot_id"], "film_id": probed.film_id, "start_s": s["start_s"],
+                               "end_s": s["end_s"]} for s in labelled])
+        names = {probed.film_id: [Path(probed.path).name]}
+        rows = [resolve_human_labels(h, shots, names)[0] for h in human]
+        auto = pd.DataFrame([(s["shot_id"], f, e["value"], e["confidence"], e["source"])
+                             for s in labelled for f, e in s["labels"].items()], columns=rows[0].columns)
+        final = resolve(pd.concat([auto, *rows], ignore_index=True))
+        for s in labelled:
+            for r in final[final["shot_id"] == s["shot_id"]].itertuples():
+                s["labels"][r.family] = {"value": r.value, "confidence": float(r.confidence), "source": r.source}
+    out = {"film_id": probed.film_id, "path": probed.path,
+           "shots": [{k: s[k] for k in ("index", "shot_id", "start_s", "end_s", "labels", "motion")}
+                     for s in labelled]}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{probed.path}: {len(labelled)} shots")
+        for s in labelled:
+            text = "  ".join(f"{(e['value'] or 'unknown'):16s} {e['confidence']:.2f}" for e in s["labels"].values())
+            print(f"  {s['index']:3d}  {s['start_s']:9.3f} - {s['end_s']:9.3f}  {text}")
+    return 0
+
+
 def cmd_reel(args) -> int:
     from cinepipe.reel import main_reel
 
@@ -126,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--window", type=float, default=1.0, help="window length in seconds (default 1)")
     p.set_defaults(func=cmd_motion)
+
+    p = sub.add_parser("label", help="shots with framing, angle and movement labels (value, confidence, source)")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--labels", action="append", default=[], metavar="HUMAN_LABELS",
+                   help="a CSV or Parquet file of human labels that override the automatic ones (repeatable)")
+    p.set_defaults(func=cmd_label)
 
     p = sub.add_parser("reel", help="generate the built-in film reel with ground truth")
     p.add_argument("--out", required=True)

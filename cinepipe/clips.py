@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cinepipe.ffmpeg_tools import ffmpeg_exe
 from cinepipe.media import MediaError, ProxyInfo, count_frames
+from cinepipe.shots import shot_id
 
 THUMB_POSITIONS = (0.1, 0.5, 0.9)  # where in each shot the thumbnails are taken
 
@@ -75,7 +76,7 @@ def cut_clips(proxy: ProxyInfo, shots: list[dict], film_id: str, out_dir: str | 
             expected = shot["end_frame"] - shot["start_frame"]
             if frames != expected:
                 raise MediaError(proxy.path, f"clip {final.name} has {frames} frames, expected {expected}")
-            rows.append({"shot_id": f"{film_id}:{shot['index']}", "film_id": film_id, "index": shot["index"],
+            rows.append({"shot_id": shot_id(film_id, shot["index"]), "film_id": film_id, "index": shot["index"],
                          "clip": final.name, "frames": frames, "thumbnails": by_shot.get(shot["index"], [])})
         _replace_dir(work, out_dir)
     except BaseException:

@@ -4,7 +4,9 @@
     <home>/mlflow/mlflow.db     the embedded MLflow store, artifacts in <home>/mlflow/artifacts/
     <home>/reel/                the built-in reel (the default landing folder when none is configured)
     <home>/films/<film_id>/     one folder per film: film.json, proxy.mp4, detection.json,
-                                shots.parquet, clips/, clips.parquet
+                                shots.parquet, clips/, clips.parquet, labels.parquet, labelling.json
+    <home>/human_labels/        human label files (CSV or Parquet), applied to every dataset build
+    <home>/datasets/cinematic2k/<version>/   one folder per dataset version; LATEST names the newest
     <home>/landing_index.json   content hashes of landing files already seen (path, size, mtime -> film_id)
 """
 
@@ -65,3 +67,20 @@ class FilmPaths:
     @property
     def clips(self) -> Path:
         return self.root / "clips.parquet"
+
+    @property
+    def labels(self) -> Path:
+        return self.root / "labels.parquet"
+
+    @property
+    def labelling(self) -> Path:
+        return self.root / "labelling.json"
+
+
+def datasets_dir(home: Path, name: str = "cinematic2k") -> Path:
+    return home / "datasets" / name
+
+
+def human_labels_dir(home: Path) -> Path:
+    """Human label files (CSV or Parquet) dropped here are applied to every dataset build."""
+    return home / "human_labels"

@@ -23,6 +23,11 @@ from cinepipe.media import ProbeResult, ProxyInfo, ProxySpec, iter_frames, make_
 
 ANALYSIS_WIDTH = 256
 
+def shot_id(film_id: str, index: int) -> str:
+    """A shot's id: its film's content hash and its index in the film."""
+    return f"{film_id}:{int(index)}"
+
+
 SHOT_SCHEMA = pa.schema([
     pa.field("shot_id", pa.string(), nullable=False),
     pa.field("film_id", pa.string(), nullable=False),
@@ -61,7 +66,7 @@ class ShotList:
     shots: list[dict] = field(default_factory=list)
 
     def to_frame(self) -> pd.DataFrame:
-        rows = [{"shot_id": f"{self.film_id}:{s['index']}", "film_id": self.film_id, **s} for s in self.shots]
+        rows = [{"shot_id": shot_id(self.film_id, s["index"]), "film_id": self.film_id, **s} for s in self.shots]
         table = pa.Table.from_pylist(rows, schema=SHOT_SCHEMA) if rows else SHOT_SCHEMA.empty_table()
         return table.to_pandas()
 

@@ -18,6 +18,7 @@ import os
 import random
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -184,3 +185,22 @@ class TrackedRun:
             target = Path(tmp) / name
             target.write_text(json.dumps(obj, indent=2, default=str))
             self.log_artifact(target)
+
+    def log_dataset(self, df, name: str, digest: str, source: str, context: str = "training") -> None:
+        """Record a dataset version as an input of this run (MLflow's dataset tracking: name, digest, schema,
+        source), so the run's page shows what it was built or trained on."""
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        with warnings.catch_warnings():  # MLflow's hints about ambiguous local sources and integer columns
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(df, source=source, name=name, digest=digest)
+            entry = DatasetInput(dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", context)])
+        self.tracker.call(self.tracker.client.log_inputs, self.run_id, datasets=[entry])
+
+    def log_figure(self, figure, file_name: str, artifact_path: str | None = None) -> None:
+        """A matplotlib figure as a PNG artifact."""
+        with tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / file_name
+            figure.savefig(target, dpi=110, bbox_inches="tight")
+            self.log_artifact(target, artifact_path)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cinepipe.tracking import TAG_ASSET_KEY, TAG_DAGSTER_RUN, TAG_PARTITION, Tracker
+from cinepipe.tracking import TAG_ASSET_KEY, TAG_DAGSTER_RUN, TAG_DATASET_VERSION, TAG_PARTITION, Tracker
 from conftest import leftovers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,16 +46,23 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     try:
         instance = DagsterInstance.get()
         runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
-        assert len(runs) == 2
+        assert sorted(r.job_name for r in runs) == ["build_dataset", "ingest_films", "ingest_films"]
         run_ids = {r.run_id for r in runs}
     finally:
         del os.environ["DAGSTER_HOME"]
 
     tracker = Tracker.for_home(home)
     mlruns = MlflowClient(tracker.tracking_uri).search_runs([tracker.experiment_id])
-    assert {r.data.tags[TAG_ASSET_KEY] for r in mlruns} == {"raw_films", "film_proxies", "shots", "shot_clips"}
+    assert {r.data.tags[TAG_ASSET_KEY] for r in mlruns} == {"raw_films", "film_proxies", "shots", "shot_clips",
+                                                             "shot_labels", "cinematic2k"}
     assert {r.data.tags[TAG_DAGSTER_RUN] for r in mlruns} == run_ids
-    assert {r.data.tags[TAG_PARTITION] for r in mlruns} == {f.name for f in films}
+    assert {r.data.tags.get(TAG_PARTITION) for r in mlruns} == {f.name for f in films} | {None}
+    # the dataset: one row per shot of both films, its version on the MLflow run and in LATEST
+    version = (home / "datasets" / "cinematic2k" / "LATEST").read_text().strip()
+    dataset = pd.read_parquet(home / "datasets" / "cinematic2k" / version / "cinematic2k.parquet")
+    assert len(dataset) == sum(len(pd.read_parquet(f / "shots.parquet")) for f in films)
+    assert [r.data.tags[TAG_DATASET_VERSION] for r in mlruns if TAG_DATASET_VERSION in r.data.tags] == [version]
+    assert f"cinematic2k {version}" in proc.stdout
 
     # a second run finds the reel already rendered and succeeds again
     again = cinepipe("run", "--films", "2", "--shots-per-film", "4", env=env)

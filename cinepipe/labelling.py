@@ -1,0 +1,114 @@
+"""Label every shot of a film in one decode of its proxy: camera movement, framing and angle.
+
+The proxy (long side 480 px) is decoded once, in colour. Every frame of a shot goes to the motion estimator
+(which tracks corners through all of them); a few frames spread over the shot are kept and handed to the framing
+and angle labellers. So labelling costs one decode of the proxy plus the analysis: nothing is decoded twice.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+
+from cinepipe import motion as motion_estimator
+from cinepipe.angle import LABELLER as ANGLE_LABELLER
+from cinepipe.angle import label_angle
+from cinepipe.framing import LABELLER as FRAMING_LABELLER
+from cinepipe.framing import label_framing
+from cinepipe.home import FilmPaths
+from cinepipe.labels import LABEL_COLUMNS
+from cinepipe.media import ProxyInfo, iter_frames, write_json_atomic
+from cinepipe.motion import MotionSettings
+from cinepipe.shots import shot_id
+
+MOTION_LABELLER = f"auto:motion@{motion_estimator.VERSION}"
+
+
+@dataclass(frozen=True)
+class LabellingSettings:
+    sample_frames: int = 5  # frames per shot handed to the framing and angle labellers
+    window_s: float | None = 1.0  # motion windows reported per shot (the label is the whole-shot summary)
+    motion: MotionSettings = MotionSettings()
+
+
+def _sampling(frames: Iterator, length: int, count: int, kept: list) -> Iterator:
+    """Pass ``frames`` through, keeping ``count`` of them spread evenly over ``length``."""
+    wanted = {min(length - 1, int((k + 0.5) * length / count)) for k in range(count)} if length > 0 else set()
+    for i, frame in enumerate(frames):
+        if i in wanted:
+            kept.append(frame.copy())  # the decoder's buffers are read-only and reused
+        yield frame
+
+
+def _entry(label) -> dict:
+    return {"value": label.value, "confidence": round(float(label.confidence), 4), "source": label.source}
+
+
+def label_shots(proxy: ProxyInfo, shots: list[dict], film_id: str,
+                settings: LabellingSettings = LabellingSettings()) -> list[dict]:
+    """Per shot (rows with index, start_s, end_s, start_frame, end_frame in proxy frames, end exclusive):
+    ``{"index", "shot_id", "start_s", "end_s", "labels": {family: {value, confidence, source}}, "motion",
+    "windows", "details"}``. Shots must tile the proxy in order (as the shot splitter writes them)."""
+    stream = iter_frames(proxy.path, proxy.width, proxy.height, pix_fmt="bgr24")
+    out = []
+    cursor = 0
+    for shot in sorted(shots, key=lambda s: s["start_frame"]):
+        start, end = int(shot["start_frame"]), int(shot["end_frame"])
+        if start > cursor:  # frames no shot owns (should not happen with the splitter's shots): skip them
+            for _ in itertools.islice(stream, start - cursor):
+                pass
+        kept: list = []
+        frames = _sampling(itertools.islice(stream, end - start), end - start, settings.sample_frames, kept)
+        windows, whole = motion_estimator.estimate(frames, proxy.fps, float(shot["start_s"]), settings.window_s,
+                                                   settings.motion)
+        cursor = end
+        framing = label_framing(kept)
+        angle = label_angle(kept)
+        movement = {"value": None if whole.label == "unknown" else whole.label,
+                    "confidence": round(float(whole.confidence), 4), "source": MOTION_LABELLER}
+        out.append({
+            "index": int(shot["index"]), "shot_id": shot_id(film_id, shot["index"]),
+            "start_s": float(shot["start_s"]), "end_s": float(shot["end_s"]),
+            "labels": {"framing": _entry(framing), "angle": _entry(angle), "movement": movement},
+            "motion": whole.to_dict(), "windows": [w.to_dict() for w in windows],
+            "details": {"framing": framing.details, "angle": angle.details},
+        })
+    stream.close()
+    return out
+
+
+def label_rows(labelled: list[dict]) -> pd.DataFrame:
+    """The automatic labels of ``label_shots`` as long rows (shot_id, family, value, confidence, source)."""
+    rows = [(s["shot_id"], family, entry["value"], entry["confidence"], entry["source"])
+            for s in labelled for family, entry in s["labels"].items()]
+    return pd.DataFrame(rows, columns=LABEL_COLUMNS)
+
+
+LABELLERS = {"framing": FRAMING_LABELLER, "angle": ANGLE_LABELLER, "movement": MOTION_LABELLER}
+
+
+LABEL_SCHEMA = pa.schema([
+    pa.field("shot_id", pa.string(), nullable=False),
+    pa.field("family", pa.string(), nullable=False),
+    pa.field("value", pa.string(), nullable=True),
+    pa.field("confidence", pa.float64(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+])
+
+
+def label_film(home: Path, film_id: str, settings: LabellingSettings = LabellingSettings()) -> list[dict]:
+    """Label a film's shots from its proxy; writes ``labels.parquet`` (the automatic labels, long) and
+    ``labelling.json`` (everything, with motion windows and the labellers' measurements), both atomically."""
+    from cinepipe.ingest import load_proxy, load_shots, write_parquet_atomic
+
+    paths = FilmPaths(home, film_id)
+    shots = load_shots(home, film_id).to_dict("records")
+    labelled = label_shots(load_proxy(home, film_id), shots, film_id, settings)
+    write_parquet_atomic(label_rows(labelled), paths.labels, LABEL_SCHEMA)
+    write_json_atomic(paths.labelling, {"film_id": film_id, "labellers": LABELLERS, "shots": labelled})
+    return labelled
