@@ -33,6 +33,7 @@ MOTION_LABELLER = f"auto:motion@{motion_estimator.VERSION}"
 class LabellingSettings:
     sample_frames: int = 5  # frames per shot handed to the framing and angle labellers
     window_s: float | None = 1.0  # motion windows reported per shot (the label is the whole-shot summary)
+    fade_trim_s: float = 0.5  # frames this close to a fade are not analysed (a fading picture is not motion)
     motion: MotionSettings = MotionSettings()
 
 
@@ -43,6 +44,11 @@ def _sampling(frames: Iterator, length: int, count: int, kept: list) -> Iterator
         if i in wanted:
             kept.append(frame.copy())  # the decoder's buffers are read-only and reused
         yield frame
+
+
+def _skip(stream: Iterator, count: int) -> None:
+    for _ in itertools.islice(stream, max(0, count)):
+        pass
 
 
 def _entry(label) -> dict:
@@ -57,15 +63,22 @@ def label_shots(proxy: ProxyInfo, shots: list[dict], film_id: str,
     stream = iter_frames(proxy.path, proxy.width, proxy.height, pix_fmt="bgr24")
     out = []
     cursor = 0
-    for shot in sorted(shots, key=lambda s: s["start_frame"]):
+    ordered = sorted(shots, key=lambda s: s["start_frame"])
+    trim = int(round(settings.fade_trim_s * proxy.fps))
+    for i, shot in enumerate(ordered):
         start, end = int(shot["start_frame"]), int(shot["end_frame"])
-        if start > cursor:  # frames no shot owns (should not happen with the splitter's shots): skip them
-            for _ in itertools.islice(stream, start - cursor):
-                pass
+        # leave out the ramps of fades at either end, if enough of the shot is left
+        a = trim if shot.get("transition_in") == "fade" else 0
+        b = trim if i + 1 < len(ordered) and ordered[i + 1].get("transition_in") == "fade" else 0
+        if end - start - a - b < max(6, (end - start) // 3):
+            a = b = 0
+        _skip(stream, start + a - cursor)  # frames no shot owns (none with the splitter's shots), a fade-in ramp
         kept: list = []
-        frames = _sampling(itertools.islice(stream, end - start), end - start, settings.sample_frames, kept)
-        windows, whole = motion_estimator.estimate(frames, proxy.fps, float(shot["start_s"]), settings.window_s,
-                                                   settings.motion)
+        length = end - start - a - b
+        frames = _sampling(itertools.islice(stream, length), length, settings.sample_frames, kept)
+        windows, whole = motion_estimator.estimate(frames, proxy.fps, float(shot["start_s"]) + a / proxy.fps,
+                                                   settings.window_s, settings.motion)
+        _skip(stream, b)
         cursor = end
         framing = label_framing(kept)
         angle = label_angle(kept)
