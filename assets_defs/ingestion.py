@@ -10,10 +10,11 @@ from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Asset
 
 from assets_defs.partitions import films_partitions
 from assets_defs.resources import CinepipeHome, MlflowTracking
+from assets_defs.schemas import column_schema
 from cinepipe import ingest
 from cinepipe.home import FilmPaths
 from cinepipe.media import MediaError, ProxySpec
-from cinepipe.shots import ShotSettings
+from cinepipe.shots import SHOT_SCHEMA, ShotSettings
 
 SOURCE_TAG = "cinepipe/source_path"
 GROUP = "ingestion"
@@ -24,7 +25,7 @@ def _failure(err: Exception) -> Failure:
     return Failure(description=str(err), metadata={"reason": getattr(err, "reason", str(err))})
 
 
-@asset(partitions_def=films_partitions, group_name=GROUP, kinds={"video"})
+@asset(partitions_def=films_partitions, group_name=GROUP, kinds={"video"}, code_version="1")
 def raw_films(context: AssetExecutionContext, home: CinepipeHome, mlflow: MlflowTracking) -> MaterializeResult:
     """A film from the landing folder, identified by its content hash and probed with ffprobe."""
     film_id = context.partition_key
@@ -50,7 +51,8 @@ def raw_films(context: AssetExecutionContext, home: CinepipeHome, mlflow: Mlflow
     })
 
 
-@asset(partitions_def=films_partitions, group_name=GROUP, deps=[raw_films], kinds={"video", "ffmpeg"})
+@asset(partitions_def=films_partitions, group_name=GROUP, deps=[raw_films], kinds={"video", "ffmpeg"},
+       code_version="1")
 def film_proxies(context: AssetExecutionContext, home: CinepipeHome, mlflow: MlflowTracking) -> MaterializeResult:
     """The film decoded once into its analysis proxy (displayed orientation, square pixels, constant frame rate);
     the same decode feeds PySceneDetect's detectors, whose boundaries the shots asset uses."""
@@ -86,6 +88,7 @@ class ShotConfig(Config):
 
 
 @asset(partitions_def=films_partitions, group_name=GROUP, deps=[film_proxies], kinds={"parquet", "mlflow"},
+       code_version="1", metadata={"dagster/column_schema": column_schema(SHOT_SCHEMA)},
        check_specs=[AssetCheckSpec("covers_film", asset="shots",
                                    description="shots cover the film without gaps or overlaps"),
                     AssetCheckSpec("min_shot_length", asset="shots",
@@ -115,6 +118,7 @@ def shots(context: AssetExecutionContext, config: ShotConfig, home: CinepipeHome
         **link,
         **stats,
         "detect_seconds": round(seconds, 3),
+        "dagster/row_count": len(df),
         "detection": "from the proxy pass" if reused else "re-run on the proxy (settings differ)",
         "shots_table": MetadataValue.md(df[["index", "start_s", "end_s", "transition_in"]].head(50)
                                         .to_markdown(index=False)),
@@ -125,7 +129,8 @@ def shots(context: AssetExecutionContext, config: ShotConfig, home: CinepipeHome
                                metadata={"detail": description})
 
 
-@asset(partitions_def=films_partitions, group_name=GROUP, deps=[shots], kinds={"video", "ffmpeg", "mlflow"})
+@asset(partitions_def=films_partitions, group_name=GROUP, deps=[shots], kinds={"video", "ffmpeg", "mlflow"},
+       code_version="1", metadata={"dagster/column_schema": column_schema(ingest.CLIP_SCHEMA)})
 def shot_clips(context: AssetExecutionContext, home: CinepipeHome, mlflow: MlflowTracking) -> MaterializeResult:
     """One clip file and a few thumbnails per shot, cut frame-exactly by ffmpeg from the proxy in one pass."""
     film_id = context.partition_key
@@ -142,6 +147,7 @@ def shot_clips(context: AssetExecutionContext, home: CinepipeHome, mlflow: Mlflo
     return MaterializeResult(metadata={
         **link,
         "clips": len(clips),
+        "dagster/row_count": len(clips),
         "seconds": round(seconds, 3),
         "folder": MetadataValue.path(str(FilmPaths(home.path, film_id).clips_dir)),
         **({"first_thumbnail": MetadataValue.md(f"![thumbnail]({first_thumb})")} if first_thumb else {}),

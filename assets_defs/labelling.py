@@ -4,21 +4,23 @@ import time
 
 import pandas as pd
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, DataVersion,
-                     MaterializeResult, MetadataValue, TableColumn, TableSchema, asset)
+                     MaterializeResult, MetadataValue, asset)
 
 from assets_defs.ingestion import _failure, shot_clips, shots
 from assets_defs.partitions import FILMS_PARTITION, films_partitions
 from assets_defs.resources import CinepipeHome, MlflowTracking
+from assets_defs.schemas import column_schema
 from cinepipe import dataset as c2k
 from cinepipe.home import FilmPaths
-from cinepipe.labelling import LABELLERS, label_film
+from cinepipe.labelling import CODE_VERSION, LABEL_SCHEMA, LABELLERS, label_film
 from cinepipe.labels import FAMILIES, LabelFileError
 from cinepipe.media import MediaError
 
 GROUP = "labelling"
 
 
-@asset(partitions_def=films_partitions, group_name=GROUP, deps=[shots], kinds={"opencv", "parquet", "mlflow"})
+@asset(partitions_def=films_partitions, group_name=GROUP, deps=[shots], kinds={"opencv", "parquet", "mlflow"},
+       code_version=CODE_VERSION, metadata={"dagster/column_schema": column_schema(LABEL_SCHEMA)})
 def shot_labels(context: AssetExecutionContext, home: CinepipeHome, mlflow: MlflowTracking) -> MaterializeResult:
     """Automatic labels for every shot of a film (camera movement from the pixels, framing from the subject's
     size, angle from the scene geometry), each with a confidence and its labeller's name and version; one decode
@@ -43,6 +45,7 @@ def shot_labels(context: AssetExecutionContext, home: CinepipeHome, mlflow: Mlfl
     return MaterializeResult(metadata={
         **link, **unknown,
         "shots": len(labelled),
+        "dagster/row_count": len(labelled) * len(FAMILIES),
         "seconds": round(seconds, 3),
         "labellers": MetadataValue.json(LABELLERS),
         "labels": MetadataValue.md(table.head(60).to_markdown(index=False) if len(table) else "(no shots)"),
@@ -66,12 +69,8 @@ class DatasetConfig(Config):
             min_train_clips_per_pattern=self.min_train_clips_per_pattern)
 
 
-def column_schema() -> TableSchema:
-    return TableSchema(columns=[TableColumn(f.name, str(f.type), description=None) for f in c2k.DATASET_SCHEMA])
-
-
 @asset(group_name=GROUP, deps=[shot_labels, shot_clips], kinds={"parquet", "mlflow"},
-       metadata={"dagster/column_schema": column_schema()},
+       metadata={"dagster/column_schema": column_schema(c2k.DATASET_SCHEMA)}, code_version=c2k.CODE_VERSION,
        check_specs=[
            AssetCheckSpec("pattern_coverage", asset="cinematic2k",
                           description="every one of the 20 patterns has the configured minimum of training clips"),

@@ -7,8 +7,8 @@ settings). Labels are resolved by precedence (see ``cinepipe.labels``), captione
 ``DATASET_SCHEMA`` and taxonomy values, and its version is a hash of its content (ids, times, labels with sources
 and confidences, captions, splits; not the paths, which depend on where the home lives).
 
-Layout: ``<home>/datasets/cinematic2k/<version>/cinematic2k.parquet`` and ``manifest.json``; ``LATEST`` holds the
-newest version. An unchanged build writes nothing new.
+Layout: ``<home>/datasets/cinematic2k/<version>/cinematic2k.parquet``, ``manifest.json`` and ``prompts.json`` (the
+held-out generation prompts per pattern); ``LATEST`` holds the newest version. An unchanged build writes nothing new.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from cinepipe.captions import caption
+from cinepipe.captions import caption, pattern_prompts
 from cinepipe.home import FilmPaths, datasets_dir, human_labels_dir
 from cinepipe.labels import (FAMILIES, LABEL_COLUMNS, allowed_values, read_human_labels, reel_truth_labels,
                              resolve, resolve_human_labels, source_rank, truth_file_for, wide)
@@ -32,6 +32,7 @@ from cinepipe.splits import DEFAULT_FRACTIONS, SPLITS, assign_splits
 from cinepipe.taxonomy import TAXONOMY
 
 NAME = "cinematic2k"
+CODE_VERSION = "1"  # bump when the build's logic changes (schema, precedence, captions, splits)
 
 DATASET_SCHEMA = pa.schema([
     pa.field("shot_id", pa.string(), nullable=False),
@@ -225,6 +226,7 @@ def build_dataset(home: Path, film_ids: list[str], settings: DatasetSettings = D
         with atomic_path(path) as tmp:
             pq.write_table(arrow, tmp)
         write_json_atomic(path.parent / "manifest.json", build.manifest())
+        write_json_atomic(path.parent / "prompts.json", {p: pattern_prompts(p) for p in TAXONOMY.patterns})
     write_text_atomic(datasets_dir(home, NAME) / "LATEST", version + "\n")
     return build
 

@@ -103,6 +103,8 @@ def label_rows(labelled: list[dict]) -> pd.DataFrame:
 
 
 LABELLERS = {"framing": FRAMING_LABELLER, "angle": ANGLE_LABELLER, "movement": MOTION_LABELLER}
+# changes whenever a labeller's version does: Dagster marks the labels stale
+CODE_VERSION = "|".join(f"{family}={name}" for family, name in sorted(LABELLERS.items()))
 
 
 LABEL_SCHEMA = pa.schema([

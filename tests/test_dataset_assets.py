@@ -1,5 +1,6 @@
 """shot_labels and cinematic2k materialized on the small reel: versions, stable splits, human overrides, MLflow."""
 
+import json
 import shutil
 
 import pandas as pd
@@ -63,6 +64,8 @@ def test_dataset_versions_splits_and_overrides(home, small_reel, tmp_path):
         assert set(table["framing_source"]) == {"reel-truth"}  # the reel's truth beats the auto labellers
         assert checks["no_split_leak"].passed and "label_drift" in checks and "pattern_coverage" in checks
         assert table["caption"].nunique() > 5  # several templates, not one sentence
+        prompts = json.loads((c2k.version_path(home, v1).parent / "prompts.json").read_text())
+        assert len(prompts) == 20 and "the camera pans left" in prompts["pan_left"][0]
 
         # the MLflow run: tags, the dataset as an input with its version as digest, confusion matrices
         client = MlflowClient(Tracker.for_home(home).tracking_uri)
