@@ -37,3 +37,12 @@ def test_splits_by_film_are_balanced_stable_and_seeded():
     assert assign_splits(films, seed=1) != assign_splits(films, seed=2)
     few = assign_splits(["a", "b", "c"], seed=0)
     assert sorted(few.values()) == ["test", "train", "val"]
+
+
+def test_unknown_values_are_left_out_not_invented():
+    from cinepipe.captions import TEMPLATES, caption_from_template
+
+    for k in range(len(TEMPLATES)):
+        text = caption_from_template(k, "close_up", None, None)
+        assert "static" not in text and "close-up" in text and ",." not in text and ",," not in text
+        assert "static" in caption_from_template(k, None, None, "static")

@@ -1,0 +1,166 @@
+"""CameraCLIP's model: an open_clip CLIP whose image tower encodes sampled video frames, plus a temporal module.
+
+Architecture. Any open_clip architecture by name (``ViT-B-32``, ...) or cinepipe's own small config
+``cinepipe-tiny`` (registered with open_clip from ``cinepipe/data/open_clip/``: a 4-layer ViT on 64x64 frames and a
+3-layer text transformer, the embedded default that trains on two CPU cores in minutes). Weights are created fresh,
+or loaded from a local open_clip checkpoint file (``pretrained``: a path; nothing is downloaded).
+
+Video encoding. ``frames`` frames sampled evenly from the clip go through the image tower one by one; the frame
+embeddings are then pooled over time:
+
+- ``pooling="temporal"`` (default): a small transformer over the frame embeddings with learned positions, so frame
+  order counts (mean pooling cannot tell pan left from pan right: the same frames in reverse give the same mean).
+  Its output is added to the mean of the frames through a projection initialised at zero, so an untrained temporal
+  module leaves a pretrained CLIP exactly as it was (mean pooling) and training only adds what order tells.
+- ``pooling="mean"``: the mean of the frame embeddings (the baseline to compare with).
+
+Everything is device-agnostic: ``default_device()`` picks CUDA when present, the CPU otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+CONFIG_DIR = Path(__file__).parent / "data" / "open_clip"
+TINY = "cinepipe-tiny"
+POOLINGS = ("temporal", "mean")
+
+
+@lru_cache(maxsize=1)
+def register_configs() -> list[str]:
+    """Register cinepipe's open_clip configs (``cinepipe-tiny``) with open_clip; returns their names."""
+    import open_clip
+
+    open_clip.add_model_config(CONFIG_DIR)
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class ClipModelSettings:
+    arch: str = TINY  # an open_clip architecture name, or cinepipe-tiny
+    pretrained: str | None = None  # a local open_clip checkpoint file (real use); None: fresh weights
+    frames: int = 8  # frames sampled per clip
+    pooling: str = "temporal"  # "temporal" (order-aware) or "mean"
+    temporal_layers: int = 2
+    temporal_heads: int = 4
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
+        if self.pretrained and not Path(self.pretrained).is_file():
+            raise FileNotFoundError(f"{self.pretrained}: no such checkpoint file (CameraCLIP loads local files only)")
+
+
+class TemporalPool(nn.Module):
+    """Frame embeddings [B, T, D] -> one video embedding [B, D]: mean + a zero-initialised projection of an
+    order-aware transformer's summary token."""
+
+    def __init__(self, dim: int, max_frames: int, layers: int, heads: int):
+        super().__init__()
+        self.position = nn.Parameter(torch.randn(1, max_frames + 1, dim) * 0.02)
+        self.summary = nn.Parameter(torch.zeros(1, 1, dim))
+        heads = heads if dim % heads == 0 else 1
+        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        b, t, _ = frames.shape
+        tokens = torch.cat([self.summary.expand(b, -1, -1), frames], 1) + self.position[:, :t + 1]
+        return frames.mean(1) + self.out(self.encoder(tokens)[:, 0])
+
+
+class CameraClip(nn.Module):
+    """open_clip's CLIP with a video encoder. ``encode_video`` takes float frames [B, T, 3, H, W], already
+    normalised with ``mean``/``std``; ``encode_text`` takes token ids [B, L]. Both return unit vectors."""
+
+    def __init__(self, clip: nn.Module, settings: ClipModelSettings, image_size: int, mean, std):
+        super().__init__()
+        self.clip = clip
+        self.settings = settings
+        self.image_size = image_size
+        self.register_buffer("mean", torch.tensor(mean).view(1, 1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 1, 3, 1, 1), persistent=False)
+        dim = clip.text_projection.shape[1] if hasattr(clip, "text_projection") and clip.text_projection is not None \
+            else clip.visual.output_dim
+        self.temporal = TemporalPool(dim, settings.frames, settings.temporal_layers, settings.temporal_heads) \
+            if settings.pooling == "temporal" else None
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale
+
+    def normalise_frames(self, frames_uint8: torch.Tensor) -> torch.Tensor:
+        """uint8 frames [B, T, H, W, 3] (RGB) -> normalised float [B, T, 3, H, W] on the model's device."""
+        x = frames_uint8.to(self.mean.device, non_blocking=True).permute(0, 1, 4, 2, 3).float().div_(255.0)
+        return (x - self.mean) / self.std
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        b, t = video.shape[:2]
+        per_frame = self.clip.encode_image(video.flatten(0, 1)).view(b, t, -1)
+        pooled = self.temporal(per_frame) if self.temporal is not None else per_frame.mean(1)
+        return F.normalize(pooled, dim=-1)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.clip.encode_text(tokens), dim=-1)
+
+    def forward(self, video: torch.Tensor, tokens: torch.Tensor):
+        return self.encode_video(video), self.encode_text(tokens), self.logit_scale.exp()
+
+
+def build_model(settings: ClipModelSettings = ClipModelSettings(), device: torch.device | str | None = None
+                ) -> tuple[CameraClip, object]:
+    """The model (fresh, or with the local pretrained CLIP weights) and its tokenizer."""
+    import open_clip
+
+    register_configs()
+    device = torch.device(device) if device is not None else default_device()
+    clip = open_clip.create_model(settings.arch, pretrained=settings.pretrained, device=device,
+                                  pretrained_text=False, pretrained_image=False)
+    tokenizer = open_clip.get_tokenizer(settings.arch)
+    cfg = clip.visual.preprocess_cfg if hasattr(clip.visual, "preprocess_cfg") else {}
+    size = cfg.get("size", clip.visual.image_size)
+    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
+
+    model = CameraClip(clip, settings, size, cfg.get("mean", OPENAI_DATASET_MEAN), cfg.get("std", OPENAI_DATASET_STD))
+    return model.to(device), tokenizer
+
+
+def save_checkpoint(path: str | Path, model: CameraClip, extra: dict | None = None) -> None:
+    """The whole CameraCLIP (CLIP, temporal module) with its settings, written atomically."""
+    from cinepipe.media import atomic_path
+
+    payload = {"settings": asdict(model.settings), "state_dict": model.state_dict(), **(extra or {})}
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path, device: torch.device | str | None = None) -> tuple[CameraClip, object, dict]:
+    """A CameraCLIP saved by ``save_checkpoint``: (model in eval mode, tokenizer, the checkpoint's extra data)."""
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    settings = ClipModelSettings(**{**payload["settings"], "pretrained": None})
+    model, tokenizer = build_model(settings, device)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    return model, tokenizer, {k: v for k, v in payload.items() if k not in ("settings", "state_dict")}
+
+
+def describe(model: CameraClip) -> dict:
+    params = sum(p.numel() for p in model.parameters())
+    return {**asdict(model.settings), "image_size": model.image_size, "parameters": params,
+            "config": json.dumps(asdict(model.settings))}
