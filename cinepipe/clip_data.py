@@ -111,7 +111,8 @@ def label_key(row) -> tuple:
 
 def unique_label_batches(keys: list[tuple], batch_size: int, seed: int) -> list[list[int]]:
     """Shuffle positions 0..n-1 into batches in which no label key repeats (greedy: each position goes to the
-    first open batch without its key). Every position is used once; batches may be smaller than ``batch_size``."""
+    first open batch without its key). Every position is used at most once; batches may be smaller than
+    ``batch_size``, and a batch of one (no negatives to learn from) is dropped unless it is all there is."""
     order = list(range(len(keys)))
     random.Random(seed).shuffle(order)
     batches: list[list[int]] = []

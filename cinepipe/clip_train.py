@@ -1,0 +1,169 @@
+"""CameraCLIP training: InfoNCE (open_clip's ClipLoss) over label-unique batches from the frame cache.
+
+AdamW with linear warm-up and cosine decay; on a GPU, mixed precision (bf16 where supported, else fp16 with a
+gradient scaler) and gradient accumulation (``grad_accum`` batches per optimiser step; on the CPU too). Captions:
+each epoch draws a fresh caption template per clip (``caption_variants``), so the text tower learns the labels,
+not one sentence per clip. A checkpoint (model, optimiser, schedule, epoch, history and the caller's ``extra``,
+e.g. the MLflow run id) is written atomically after every epoch; ``train`` resumes from it when it exists, so a
+killed training continues where the last epoch ended.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cinepipe.captions import caption
+from cinepipe.clip_data import FrameCache, label_key, unique_label_batches
+from cinepipe.clip_model import CameraClip
+from cinepipe.media import atomic_path
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    grad_accum: int = 1
+    seed: int = 0
+    caption_variants: bool = True
+    mixed_precision: bool = True  # used only on CUDA
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs finished
+    step: int = 0  # optimiser steps taken
+    history: list[dict] = field(default_factory=list)  # per epoch: loss, seconds, clips_per_s
+    extra: dict = field(default_factory=dict)
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up to 1, then cosine decay to 0."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), dtype
+    return torch.autocast(device.type, enabled=False), None
+
+
+def batch_texts(rows: list[dict], epoch: int, variants: bool) -> list[str]:
+    if not variants:
+        return [r["caption"] for r in rows]
+    return [caption(r["shot_id"], r["framing"], r["angle"], r["movement"], seed=epoch) for r in rows]
+
+
+def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], settings: TrainSettings,
+          checkpoint: Path | None = None, extra: dict | None = None,
+          on_step: Callable[[int, dict], None] | None = None,
+          on_epoch: Callable[[int, dict], None] | None = None) -> TrainState:
+    """Train on ``rows`` (dataset rows of the train split, each in ``cache``); resume from ``checkpoint``."""
+    from open_clip.loss import ClipLoss
+
+    device = next(model.parameters()).device
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n and "embedding" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n
+                                                            and "embedding" not in n)]
+    optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
+                                   {"params": rest, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.98),
+                                  eps=1e-6)
+    keys = [label_key(r) for r in rows]
+    positions = cache.rows([r["shot_id"] for r in rows])
+    steps_per_epoch = math.ceil(len(unique_label_batches(keys, settings.batch_size, 0)) / settings.grad_accum)
+    total = max(1, steps_per_epoch * settings.epochs)
+    warmup = int(settings.warmup_fraction * total)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, total, warmup))
+    state = TrainState(extra=dict(extra or {}))
+    if checkpoint is not None and Path(checkpoint).exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=False)
+        model.load_state_dict(saved["model"])
+        optimiser.load_state_dict(saved["optimiser"])
+        scheduler.load_state_dict(saved["scheduler"])
+        state = TrainState(saved["epoch"], saved["step"], saved["history"], {**saved.get("extra", {})})
+    autocast, dtype = _autocast(device, settings.mixed_precision)
+    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
+    loss_fn = ClipLoss()
+    model.train()
+    for epoch in range(state.epoch, settings.epochs):
+        started, losses, seen = time.perf_counter(), [], 0
+        batches = unique_label_batches(keys, settings.batch_size, settings.seed * 100003 + epoch)
+        random.Random(epoch).shuffle(batches)
+        optimiser.zero_grad(set_to_none=True)
+        for b, batch in enumerate(batches):
+            batch_rows = [rows[i] for i in batch]
+            video = model.normalise_frames(torch.from_numpy(np.ascontiguousarray(cache.frames[positions[batch]])))
+            tokens = tokenizer(batch_texts(batch_rows, epoch, settings.caption_variants)).to(device)
+            with autocast:
+                v, t, scale = model(video, tokens)
+                loss = loss_fn(v, t, scale) / settings.grad_accum
+            (scaler.scale(loss) if scaler else loss).backward()
+            if (b + 1) % settings.grad_accum == 0 or b + 1 == len(batches):
+                if scaler:
+                    scaler.step(optimiser)
+                    scaler.update()
+                else:
+                    optimiser.step()
+                optimiser.zero_grad(set_to_none=True)
+                scheduler.step()
+                with torch.no_grad():
+                    model.clip.logit_scale.clamp_(0, math.log(100))
+                state.step += 1
+                if on_step:
+                    on_step(state.step, {"loss": loss.item() * settings.grad_accum,
+                                         "lr": scheduler.get_last_lr()[0]})
+            losses.append(loss.item() * settings.grad_accum)
+            seen += len(batch)
+        seconds = time.perf_counter() - started
+        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": seconds,
+                  "clips_per_s": seen / max(seconds, 1e-9)}
+        state.epoch, state.history = epoch + 1, state.history + [record]
+        if checkpoint is not None:
+            with atomic_path(checkpoint) as tmp:
+                torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
+                            "scheduler": scheduler.state_dict(), "epoch": state.epoch, "step": state.step,
+                            "history": state.history, "extra": state.extra,
+                            "settings": asdict(settings)}, tmp)
+        if on_epoch:
+            on_epoch(state.epoch, record)
+    model.eval()
+    return state
+
+
+@torch.no_grad()
+def embed_videos(model: CameraClip, cache: FrameCache, shot_ids: list[str], batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    positions = cache.rows(shot_ids)
+    out = []
+    for i in range(0, len(positions), batch_size):
+        part = positions[i:i + batch_size]
+        frames = torch.from_numpy(np.ascontiguousarray(cache.frames[part]))
+        out.append(model.encode_video(model.normalise_frames(frames)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+def text_encoder(model: CameraClip, tokenizer, batch_size: int = 256) -> Callable[[list[str]], np.ndarray]:
+    device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def encode(texts: list[str]) -> np.ndarray:
+        model.eval()
+        out = [model.encode_text(tokenizer(texts[i:i + batch_size]).to(device)).float().cpu().numpy()
+               for i in range(0, len(texts), batch_size)]
+        return np.concatenate(out)
+
+    return encode

@@ -1,0 +1,100 @@
+"""CameraCLIP groundwork: the model, the frame cache and batches, the metrics, training with resume."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cinepipe.clip_data import build_frame_cache, sample_positions, unique_label_batches
+from cinepipe.clip_eval import retrieval_metrics
+from cinepipe.clip_model import ClipModelSettings, build_model, load_checkpoint, save_checkpoint
+from cinepipe.clip_train import TrainSettings, lr_factor, train
+from media_fixtures import _ff
+
+
+def test_temporal_pooling_hears_frame_order_and_mean_pooling_cannot():
+    torch.manual_seed(0)
+    video = torch.randn(2, 8, 3, 64, 64)
+    temporal, _ = build_model(ClipModelSettings(pooling="temporal"), "cpu")
+    torch.nn.init.normal_(temporal.temporal.out.weight, std=0.1)  # as after training: the branch is not zero
+    mean, _ = build_model(ClipModelSettings(pooling="mean"), "cpu")
+    with torch.no_grad():
+        assert (temporal.encode_video(video) - temporal.encode_video(video.flip(1))).abs().max() > 2e-5
+        assert (mean.encode_video(video) - mean.encode_video(video.flip(1))).abs().max() < 2e-6
+
+
+def test_untrained_temporal_module_is_mean_pooling():
+    torch.manual_seed(0)
+    video = torch.randn(2, 8, 3, 64, 64)
+    model, _ = build_model(ClipModelSettings(pooling="temporal"), "cpu")
+    with torch.no_grad():
+        per_frame = model.clip.encode_image(video.flatten(0, 1)).view(2, 8, -1).mean(1)
+        expected = torch.nn.functional.normalize(per_frame, dim=-1)
+        assert torch.allclose(model.encode_video(video), expected, atol=1e-5)
+
+
+def test_checkpoint_round_trip_and_local_files_only(tmp_path):
+    model, _ = build_model(ClipModelSettings(), "cpu")
+    save_checkpoint(tmp_path / "m.pt", model, {"dataset_version": "abc"})
+    loaded, tokenizer, extra = load_checkpoint(tmp_path / "m.pt", "cpu")
+    assert extra["dataset_version"] == "abc"
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values()):
+        assert torch.equal(a, b)
+    assert tokenizer(["a close-up"]).shape[1] == 32
+    with pytest.raises(FileNotFoundError, match="local files only"):
+        ClipModelSettings(arch="ViT-B-32", pretrained=str(tmp_path / "absent.pt"))
+
+
+def test_batches_never_repeat_a_label_triple():
+    keys = [("close_up", "eye_level", "pan_left")] * 5 + [("long_shot", "overhead", "static")] * 3 + \
+           [(f"f{i}", "a", "m") for i in range(20)]
+    batches = unique_label_batches(keys, 8, seed=3)
+    used = [i for b in batches for i in b]
+    assert len(used) == len(set(used)) >= len(keys) - 4  # at most the surplus copies of the 5-fold key left out
+    for batch in batches:
+        assert len({keys[i] for i in batch}) == len(batch) <= 8
+
+
+def test_retrieval_counts_label_equal_items_as_hits():
+    keys = [("a",), ("a",), ("b",)]
+    video = np.eye(3)
+    text = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])  # clip 0's caption finds clip 1: same labels
+    m = retrieval_metrics(video, text, keys)
+    assert m["t2v_r1"] == 1.0 and m["v2t_r1"] == 1.0
+    text_wrong = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    m = retrieval_metrics(video, text_wrong, keys)
+    assert m["t2v_r1"] == 0.0 and m["t2v_median_rank"] == 2.0
+
+
+def test_schedule_warms_up_then_decays():
+    assert lr_factor(0, 100, 10) == pytest.approx(0.1) and lr_factor(9, 100, 10) == pytest.approx(1.0)
+    assert lr_factor(55, 100, 10) == pytest.approx(0.5) and lr_factor(100, 100, 10) == pytest.approx(0.0)
+
+
+def test_frame_cache_and_training_resume(tmp_path):
+    clips, rows = [], []
+    for i, src in enumerate(["testsrc2=size=96x54:rate=24:d=1", "smptebars=size=96x54:rate=24:d=1", "mandelbrot=size=96x54:rate=24", "rgbtestsrc=size=96x54:rate=24:d=1"]):
+        path = tmp_path / f"c{i}.mp4"
+        _ff("-f", "lavfi", "-i", src, "-frames:v", "24", "-pix_fmt", "yuv420p", str(path))
+        clips.append(str(path))
+        rows.append({"shot_id": f"f:{i}", "clip_path": str(path), "frames": 24, "framing": ["close_up", "long_shot"][i % 2],
+                     "angle": "eye_level", "movement": ["pan_left", "pan_right", "static", "zoom_in"][i],
+                     "caption": "x"})
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    table = pd.DataFrame(rows + [{**rows[0], "shot_id": "f:9", "clip_path": str(bad)}])
+    cache = build_frame_cache(table, "v1", tmp_path / "cache", frames=4, size=64)
+    assert cache.built and cache.frames.shape == (4, 4, 64, 64, 3) and list(cache.skipped) == ["f:9"]
+    assert str(bad) in cache.skipped["f:9"]
+    assert not build_frame_cache(table, "v1", tmp_path / "cache", frames=4, size=64).built  # decoded once
+    assert sample_positions(24, 4) == [3, 9, 15, 21]
+
+    settings = TrainSettings(epochs=2, batch_size=4)
+    torch.manual_seed(0)
+    model, tok = build_model(ClipModelSettings(frames=4), "cpu")
+    first = train(model, tok, cache, rows, TrainSettings(epochs=1, batch_size=4), tmp_path / "run.ckpt",
+                  extra={"mlflow_run_id": "r1"})
+    assert first.epoch == 1
+    resumed = train(build_model(ClipModelSettings(frames=4), "cpu")[0], tok, cache, rows, settings,
+                    tmp_path / "run.ckpt")
+    assert resumed.epoch == 2 and len(resumed.history) == 2 and resumed.extra == {"mlflow_run_id": "r1"}
