@@ -13,3 +13,9 @@ dataset_job = define_asset_job(
     selection=AssetSelection.assets("cinematic2k"),
     description="Build the Cinematic2K dataset version from every labelled film.",
 )
+
+camera_clip_job = define_asset_job(
+    "train_camera_clip",
+    selection=AssetSelection.assets("camera_clip"),
+    description="Train, evaluate and register CameraCLIP on the latest Cinematic2K version.",
+)

@@ -44,7 +44,8 @@ class MlflowTracking(ConfigurableResource):
 
     @contextlib.contextmanager
     def run(self, context: AssetExecutionContext, name: str, dataset_version: Optional[str] = None,
-            tags: Optional[dict] = None, parent_run_id: Optional[str] = None) -> Iterator[TrackedRun]:
+            tags: Optional[dict] = None, parent_run_id: Optional[str] = None,
+            resume_run_id: Optional[str] = None) -> Iterator[TrackedRun]:
         """An MLflow run tagged with the Dagster run id, asset key, partition key and dataset version."""
         all_tags = {
             TAG_DAGSTER_RUN: context.run.run_id,
@@ -53,7 +54,7 @@ class MlflowTracking(ConfigurableResource):
             TAG_DATASET_VERSION: dataset_version,
             **(tags or {}),
         }
-        with self.tracker().start_run(name, all_tags, parent_run_id) as run:
+        with self.tracker().start_run(name, all_tags, parent_run_id, resume_run_id) as run:
             yield run
 
     @staticmethod

@@ -5,6 +5,8 @@
     cinepipe motion FILE [--json]       camera motion per shot and per window
     cinepipe label FILE [--json] [--labels HUMAN.csv]
                                         shots with framing, angle and movement labels (confidence, source)
+    cinepipe clip score VIDEO "caption" [...]   CameraCLIP similarity of a video to each caption
+    cinepipe clip classify VIDEO [--json]        CameraCLIP's top framing, angle and movement, with scores
     cinepipe reel --out DIR             generate the built-in film reel with its ground truth
     cinepipe run                        materialize every asset into CINEPIPE_HOME (the main job)
 
@@ -119,6 +121,47 @@ def cmd_label(args) -> int:
     return 0
 
 
+def _scorer(args):
+    from cinepipe.clip_scorer import ClipScorer
+    from cinepipe.home import default_home
+    from cinepipe.tracking import Tracker
+
+    if args.checkpoint:
+        return ClipScorer.from_checkpoint(args.checkpoint)
+    home = Path(args.home) if args.home else default_home()
+    return ClipScorer.from_registry(Tracker.for_home(home), args.version)
+
+
+def cmd_clip(args) -> int:
+    from cinepipe.clip_data import decode_clip
+    from cinepipe.media import probe
+
+    probe(args.video)  # a bad file: one line, exit 2
+    try:
+        scorer = _scorer(args)
+    except LookupError as err:
+        print(f"cinepipe: error: {err}", file=sys.stderr)
+        return 1
+    frames = decode_clip(args.video, scorer.frames, scorer.model.image_size)[None]
+    if args.clip_command == "score":
+        scores = scorer.score(frames, args.captions)[0]
+        out = {"video": args.video, "model": scorer.info,
+               "scores": [{"caption": c, "score": round(float(s), 5)} for c, s in zip(args.captions, scores)]}
+        if args.json:
+            print(json.dumps(out, indent=2, default=str))
+        else:
+            for c, s in zip(args.captions, scores):
+                print(f"{s:+.4f}  {c}")
+        return 0
+    result = scorer.classify(frames)[0]
+    if args.json:
+        print(json.dumps({"video": args.video, "model": scorer.info, **result}, indent=2, default=str))
+    else:
+        for family, entry in result.items():
+            print(f"{family:9s} {entry['top']:18s} {entry['scores'][entry['top']]:+.4f}")
+    return 0
+
+
 def cmd_reel(args) -> int:
     from cinepipe.reel import main_reel
 
@@ -172,6 +215,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", action="append", default=[], metavar="HUMAN_LABELS",
                    help="a CSV or Parquet file of human labels that override the automatic ones (repeatable)")
     p.set_defaults(func=cmd_label)
+
+    p = sub.add_parser("clip", help="use the registered CameraCLIP model: score captions, classify a video")
+    clip_sub = p.add_subparsers(dest="clip_command", required=True)
+    for name, helptext in (("score", "similarity of a video to each caption"),
+                           ("classify", "top framing, angle and movement with every value's score")):
+        q = clip_sub.add_parser(name, help=helptext)
+        q.add_argument("video")
+        if name == "score":
+            q.add_argument("captions", nargs="+")
+        q.add_argument("--json", action="store_true")
+        q.add_argument("--version", help="CameraCLIP model version in the registry (default: the latest)")
+        q.add_argument("--checkpoint", help="a CameraCLIP checkpoint file instead of the registry")
+        q.add_argument("--home", help="overrides CINEPIPE_HOME (where the MLflow store is)")
+        q.set_defaults(func=cmd_clip)
 
     p = sub.add_parser("reel", help="generate the built-in film reel with ground truth")
     p.add_argument("--out", required=True)

@@ -20,6 +20,7 @@ Everything is device-agnostic: ``default_device()`` picks CUDA when present, the
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -129,8 +130,17 @@ def build_model(settings: ClipModelSettings = ClipModelSettings(), device: torch
 
     register_configs()
     device = torch.device(device) if device is not None else default_device()
-    clip = open_clip.create_model(settings.arch, pretrained=settings.pretrained, device=device,
-                                  pretrained_text=False, pretrained_image=False)
+    root = logging.getLogger()
+    quiet = settings.pretrained is None and root.level < logging.ERROR  # "initialized randomly" is the intent here
+    previous = root.level
+    if quiet:
+        root.setLevel(logging.ERROR)
+    try:
+        clip = open_clip.create_model(settings.arch, pretrained=settings.pretrained, device=device,
+                                      pretrained_text=False, pretrained_image=False)
+    finally:
+        if quiet:
+            root.setLevel(previous)
     tokenizer = open_clip.get_tokenizer(settings.arch)
     cfg = clip.visual.preprocess_cfg if hasattr(clip.visual, "preprocess_cfg") else {}
     size = cfg.get("size", clip.visual.image_size)

@@ -131,13 +131,19 @@ class Tracker:
     # -- runs -------------------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def start_run(self, name: str, tags: dict[str, str] | None = None,
-                  parent_run_id: str | None = None) -> Iterator["TrackedRun"]:
-        """A run that ends FINISHED when the block succeeds and FAILED when it raises."""
+                  parent_run_id: str | None = None, resume_run_id: str | None = None) -> Iterator["TrackedRun"]:
+        """A run that ends FINISHED when the block succeeds and FAILED when it raises. With ``resume_run_id`` (a
+        run a killed process left RUNNING, say), that run is continued instead of a new one started."""
         all_tags = {k: str(v) for k, v in (tags or {}).items() if v is not None}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
-        run = self.call(self.client.create_run, self.experiment_id, run_name=name, tags=all_tags)
-        tracked = TrackedRun(self, run.info.run_id)
+        if resume_run_id:
+            self.call(self.client.update_run, resume_run_id, status="RUNNING")
+            tracked = TrackedRun(self, resume_run_id)
+            tracked.set_tags(all_tags)
+        else:
+            run = self.call(self.client.create_run, self.experiment_id, run_name=name, tags=all_tags)
+            tracked = TrackedRun(self, run.info.run_id)
         try:
             yield tracked
         except BaseException:

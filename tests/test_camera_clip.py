@@ -73,11 +73,13 @@ def test_schedule_warms_up_then_decays():
 
 def test_frame_cache_and_training_resume(tmp_path):
     clips, rows = [], []
-    for i, src in enumerate(["testsrc2=size=96x54:rate=24:d=1", "smptebars=size=96x54:rate=24:d=1", "mandelbrot=size=96x54:rate=24", "rgbtestsrc=size=96x54:rate=24:d=1"]):
+    sources = ["testsrc2", "smptebars", "mandelbrot", "rgbtestsrc"]
+    for i, src in enumerate(f"{name}=size=96x54:rate=24" for name in sources):
         path = tmp_path / f"c{i}.mp4"
         _ff("-f", "lavfi", "-i", src, "-frames:v", "24", "-pix_fmt", "yuv420p", str(path))
         clips.append(str(path))
-        rows.append({"shot_id": f"f:{i}", "clip_path": str(path), "frames": 24, "framing": ["close_up", "long_shot"][i % 2],
+        rows.append({"shot_id": f"f:{i}", "clip_path": str(path), "frames": 24,
+                     "framing": ["close_up", "long_shot"][i % 2],
                      "angle": "eye_level", "movement": ["pan_left", "pan_right", "static", "zoom_in"][i],
                      "caption": "x"})
     bad = tmp_path / "bad.mp4"

@@ -1,0 +1,133 @@
+"""Using a trained CameraCLIP: the model registry, and a scorer that stays loaded (CLIPLoRA calls it many times).
+
+``register`` logs a trained checkpoint to its MLflow run (artifact ``model/camera_clip.pt``) and registers it as a
+new version of ``CameraCLIP`` in the model registry, tagged with the dataset version (its lineage).
+``ClipScorer.from_registry`` loads the latest (or a given) version once; ``score`` then takes batches of videos
+(uint8 RGB frames [B, T, H, W, 3], any size: they are resized on the model's device) and texts, and returns the
+cosine similarities [B, K]. Text embeddings are cached, so the same prompts cost nothing the second time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cinepipe.clip_data import decode_clip
+from cinepipe.clip_model import CameraClip, load_checkpoint
+from cinepipe.labels import FAMILIES
+from cinepipe.tracking import TAG_DATASET_VERSION, TrackedRun, Tracker
+
+MODEL_NAME = "CameraCLIP"
+ARTIFACT_DIR = "model"
+CHECKPOINT_FILE = "camera_clip.pt"
+
+
+def register(run: TrackedRun, checkpoint: Path, dataset_version: str, tags: dict | None = None) -> str:
+    """Log the checkpoint to ``run`` and register a new ``CameraCLIP`` version; returns the version number."""
+    client, tracker = run.tracker.client, run.tracker
+    run.log_artifact(checkpoint, ARTIFACT_DIR)
+    try:
+        tracker.call(client.get_registered_model, MODEL_NAME)
+    except Exception:  # noqa: BLE001 - not registered yet (or created meanwhile by another process)
+        try:
+            tracker.call(client.create_registered_model, MODEL_NAME,
+                         description="CameraCLIP: a video-text CLIP for shot framing, angle and camera movement")
+        except Exception:  # noqa: BLE001
+            tracker.call(client.get_registered_model, MODEL_NAME)
+    version = tracker.call(client.create_model_version, MODEL_NAME, source=f"runs:/{run.run_id}/{ARTIFACT_DIR}",
+                           run_id=run.run_id, tags={TAG_DATASET_VERSION: dataset_version, **(tags or {})})
+    return str(version.version)
+
+
+def latest_version(tracker: Tracker) -> str | None:
+    try:
+        versions = tracker.call(tracker.client.search_model_versions, f"name='{MODEL_NAME}'")
+    except Exception:  # noqa: BLE001 - no registry entries at all
+        return None
+    return str(max(int(v.version) for v in versions)) if versions else None
+
+
+class ClipScorer:
+    """A loaded CameraCLIP for scoring videos against texts, batched, with cached text embeddings."""
+
+    def __init__(self, model: CameraClip, tokenizer, info: dict | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.info = info or {}
+        self.device = next(model.parameters()).device
+        self._texts: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | None = None) -> "ClipScorer":
+        model, tokenizer, extra = load_checkpoint(path, device)
+        return cls(model, tokenizer, {"checkpoint": str(path), **extra})
+
+    @classmethod
+    def from_registry(cls, tracker: Tracker, version: str | None = None, device: str | None = None) -> "ClipScorer":
+        version = version or latest_version(tracker)
+        if version is None:
+            raise LookupError(f"no {MODEL_NAME} model is registered in {tracker.tracking_uri} "
+                              "(materialize camera_clip first)")
+        mv = tracker.call(tracker.client.get_model_version, MODEL_NAME, version)
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        target = Path(tempfile.mkdtemp(prefix="cinepipe-cameraclip-"))
+        local = tracker.call(tracker.client.download_artifacts, mv.run_id, ARTIFACT_DIR, str(target))
+        scorer = cls.from_checkpoint(Path(local) / CHECKPOINT_FILE, device)
+        scorer.info.update(version=version, run_id=mv.run_id)
+        return scorer
+
+    @property
+    def frames(self) -> int:
+        return self.model.settings.frames
+
+    @torch.no_grad()
+    def embed_texts(self, texts: list[str]) -> torch.Tensor:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._texts]
+        if missing:
+            emb = self.model.encode_text(self.tokenizer(missing).to(self.device))
+            self._texts.update(zip(missing, emb))
+        return torch.stack([self._texts[t] for t in texts])
+
+    @torch.no_grad()
+    def embed_videos(self, videos) -> torch.Tensor:
+        """uint8 RGB frames [B, T, H, W, 3] (numpy or torch; T resampled to the model's frame count)."""
+        x = torch.as_tensor(np.asarray(videos)) if not isinstance(videos, torch.Tensor) else videos
+        if x.shape[1] != self.frames:
+            x = x[:, np.linspace(0, x.shape[1] - 1, self.frames).round().astype(int)]
+        size = self.model.image_size
+        if x.shape[2] != size or x.shape[3] != size:
+            b, t = x.shape[:2]
+            flat = x.to(self.device).flatten(0, 1).permute(0, 3, 1, 2).float()
+            flat = F.interpolate(flat, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            x = flat.clamp_(0, 255).round_().to(torch.uint8).permute(0, 2, 3, 1).view(b, t, size, size, 3)
+        return self.model.encode_video(self.model.normalise_frames(x))
+
+    def score(self, videos, texts: list[str]) -> np.ndarray:
+        """Cosine similarity of every video with every text: [B, K]."""
+        return (self.embed_videos(videos) @ self.embed_texts(texts).T).float().cpu().numpy()
+
+    def score_files(self, paths: list[str], texts: list[str]) -> np.ndarray:
+        size = self.model.image_size
+        return self.score(np.stack([decode_clip(str(p), self.frames, size) for p in paths]), texts)
+
+    def classify(self, videos) -> list[dict]:
+        """Per video and category: the top value and every value's score (prompt embeddings averaged)."""
+        from cinepipe.clip_eval import prompts_for
+        from cinepipe.taxonomy import TAXONOMY
+
+        video = self.embed_videos(videos)
+        out = [dict() for _ in range(video.shape[0])]
+        for family in FAMILIES:
+            values = list(TAXONOMY.values(family))
+            classes = torch.stack([F.normalize(self.embed_texts(prompts_for(family, v)).mean(0), dim=-1)
+                                   for v in values])
+            scores = (video @ classes.T).float().cpu().numpy()
+            for i, row in enumerate(scores):
+                out[i][family] = {"top": values[int(row.argmax())],
+                                  "scores": {v: round(float(s), 4) for v, s in zip(values, row)}}
+        return out
