@@ -51,6 +51,9 @@ class MotionSettings:
     flow_floor: float = 0.3  # pixels: flows below this are noise, not a scale for the parallax
     # a sideways move whose flow a plain shift explains within this factor of the rotation fit is a truck
     flat_perspective: float = 1.4
+    # a translating camera whose magnification and sideways flow are within this factor of each other is a dolly
+    # or a truck by the direction of its parallax (radial or along the flow), not by the larger component
+    tie_ratio: float = 1.5
     min_points: int = 12
 
 
@@ -71,6 +74,8 @@ class PairMotion:
     raw_dy: float = 0.0  # mean vertical flow, pixels
     raw_divergence: float = 0.0  # median radial flow / radius (ln-scale like), away from the centre
     perspective: float = 1.0  # residual of a plain shift-and-scale / residual of the rotation fit
+    radial_parallax: float = 0.0  # residual along the radius beyond that across it (tail), / median flow
+    along_parallax: float = 0.0  # residual along the mean flow beyond that across it (tail), / median flow
 
 
 @dataclass
@@ -112,10 +117,12 @@ def _step(prev: np.ndarray, nxt: np.ndarray, pts: np.ndarray) -> tuple[np.ndarra
     return fwd, ok
 
 
-def _rotation_fit(x: np.ndarray, v: np.ndarray, focal: float) -> tuple[np.ndarray, np.ndarray]:
+def _rotation_fit(x: np.ndarray, v: np.ndarray, focal: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Least-squares fit of the flow a camera makes by rotating and zooming only (any scene depth), for a focal
     length in pixels: v = rotation field(wx, wy, wz) + zoom * x. Returns the parameters (wx, wy, wz, zoom), in
-    radians and ln-scale over the window, and each point's residual. Refit twice without the worst fifth."""
+    radians and ln-scale over the window, each point's residual size and its x and y parts. Refit twice without the
+    worst fifth."""
     X, Y = x[:, 0], x[:, 1]
     ax = np.stack([-X * Y / focal, focal + X * X / focal, -Y, X], 1)
     ay = np.stack([-(focal + Y * Y / focal), X * Y / focal, X, Y], 1)
@@ -129,7 +136,23 @@ def _rotation_fit(x: np.ndarray, v: np.ndarray, focal: float) -> tuple[np.ndarra
         residual = np.hypot(r[:len(X)], r[len(X):])
         cut = max(0.3, float(np.percentile(residual, 80)))
         keep = np.concatenate([residual <= cut, residual <= cut])
-    return params, residual
+    return params, residual, r[:len(X)], r[len(X):]
+
+
+def _directed_excess(along: np.ndarray, across: np.ndarray, use: np.ndarray) -> float:
+    """How much the residual flow leans one way: the tail (90th percentile) of its component ``along`` a direction
+    beyond the tail of its component ``across`` it, in pixels (0 when it does not lean that way).
+
+    A translating camera leaves a residual (after the best rotation-and-zoom flow) that points along the epipolar
+    lines: away from the centre for a dolly, along the motion for a truck, its size set by each point's depth.
+    Tracking noise and things that move on their own (a face nodding, a passing bike) leave residuals in every
+    direction, as much across as along. The tail is used because depth structure (a prop, the near edge of a
+    thing) is often a minority of the points, which a median would not see."""
+    if use.sum() < 8:
+        return 0.0
+    a = float(np.percentile(np.abs(along[use]), 90))
+    c = float(np.percentile(np.abs(across[use]), 90))
+    return math.sqrt(max(0.0, a * a - c * c))
 
 
 def window_motion(a: np.ndarray, b: np.ndarray, size: tuple[int, int],
@@ -145,13 +168,21 @@ def window_motion(a: np.ndarray, b: np.ndarray, size: tuple[int, int],
     best = None
     for hfov in settings.lens_hfov_deg:
         focal = size[0] / 2.0 / math.tan(math.radians(hfov) / 2.0)
-        params, residual = _rotation_fit(x, v, focal)
+        params, residual, rx, ry = _rotation_fit(x, v, focal)
         score = float(np.median(residual))
         if best is None or score < best[0]:
-            best = (score, params, focal)
-    score, (wx, wy, wz, zoom), focal = best
+            best = (score, params, focal, rx, ry)
+    score, (wx, wy, wz, zoom), focal, rx, ry = best
     flow = float(np.median(np.hypot(v[:, 0], v[:, 1])))
     parallax = score / max(flow, settings.flow_floor)
+    radial = np.hypot(x[:, 0], x[:, 1])
+    unit = x / np.maximum(radial, 1.0)[:, None]
+    radial_parallax = _directed_excess(rx * unit[:, 0] + ry * unit[:, 1], rx * unit[:, 1] - ry * unit[:, 0],
+                                       radial > 0.1 * size[0]) / max(flow, settings.flow_floor)
+    heading = np.array([np.mean(v[:, 0]), np.mean(v[:, 1])])
+    heading = heading / max(float(np.hypot(*heading)), 1e-9)
+    along_parallax = _directed_excess(rx * heading[0] + ry * heading[1], rx * heading[1] - ry * heading[0],
+                                      np.ones(len(rx), bool)) / max(flow, settings.flow_floor)
     # A camera that turns shears the picture in perspective (points off-centre move more); one that slides past a
     # flat scene facing it (a truck over the ground, seen from overhead) moves every point alike. When a plain
     # shift-and-scale explains the flow as well as the best rotation does, there is no rotation to see.
@@ -168,13 +199,18 @@ def window_motion(a: np.ndarray, b: np.ndarray, size: tuple[int, int],
     divergence = float(np.median(((x * v).sum(1) / np.maximum(radius2, 1.0))[off_centre])) if off_centre.any() else 0.0
     return PairMotion(dx=float(wy * focal), dy=float(-wx * focal), log_scale=float(zoom), rotation=float(wz),
                       parallax=parallax, flow=flow, points=int(len(a)), raw_dx=float(np.mean(v[:, 0])),
-                      raw_dy=float(np.mean(v[:, 1])), raw_divergence=divergence, perspective=perspective)
+                      raw_dy=float(np.mean(v[:, 1])), raw_divergence=divergence, perspective=perspective,
+                      radial_parallax=radial_parallax, along_parallax=along_parallax)
 
 
 def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: MotionSettings,
-           perspective: float = 10.0) -> tuple[str, float]:
+           perspective: float = 10.0, radial_parallax: float | None = None,
+           along_parallax: float | None = None) -> tuple[str, float]:
     """Movement label and confidence from per-second components, the parallax and, for a sideways move with no
-    parallax, the perspective signature of a turning camera."""
+    parallax, the perspective signature of a turning camera. When a translating camera's flow magnifies about as
+    much as it slides sideways (within ``tie_ratio``), the larger component is no evidence: the direction its
+    parallax points to decides (see :func:`_directed_excess`): along the radius (``radial_parallax``), a dolly;
+    along the flow (``along_parallax``), a truck. None: not known, the larger component decides."""
     shift = max(abs(pan), abs(tilt))
     zoom_strength = abs(zoom) / settings.min_zoom
     shift_strength = shift / settings.min_shift
@@ -183,15 +219,19 @@ def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: Moti
     translates = parallax > settings.parallax_translation
     # how far the parallax is from the decision line, as a confidence in [0.5, 1]
     sure = 0.5 + 0.5 * min(1.0, abs(parallax - settings.parallax_translation) / settings.parallax_translation)
-    if zoom_strength >= shift_strength:
+    zoom_wins = zoom_strength >= shift_strength
+    if (translates and radial_parallax is not None and along_parallax is not None and abs(pan) >= abs(tilt)
+            and min(zoom_strength, shift_strength) >= max(zoom_strength, shift_strength) / settings.tie_ratio):
+        zoom_wins = radial_parallax >= along_parallax
+    if zoom_wins:
         label = ("dolly_in" if zoom > 0 else "dolly_out") if translates else ("zoom_in" if zoom > 0 else "zoom_out")
-        margin = 1.0 - shift_strength / zoom_strength if zoom_strength else 0.0
+        margin = abs(1.0 - shift_strength / zoom_strength) if zoom_strength else 0.0
     elif abs(pan) >= abs(tilt):
         if not translates and perspective < settings.flat_perspective:
             translates = True  # the picture slides without the perspective shear of a pan: a truck past a flat scene
             sure = 0.5 + 0.5 * min(1.0, (settings.flat_perspective - perspective) / settings.flat_perspective)
         label = ("truck_right" if pan > 0 else "truck_left") if translates else ("pan_right" if pan > 0 else "pan_left")
-        margin = 1.0 - abs(tilt) / abs(pan)
+        margin = 1.0 - abs(tilt) / abs(pan) if pan else 0.0
     else:
         label = "tilt_up" if tilt > 0 else "tilt_down"
         margin = 1.0 - abs(pan) / abs(tilt)
@@ -222,7 +262,9 @@ def summarise(windows: list[PairMotion | None], seconds_each: float, width: int,
     zoom = ls / dt
     roll = -rot / dt  # image-space counter-clockwise (y down) is a clockwise camera roll
     perspective = float(np.median([p.perspective for p in good]))
-    label, confidence = _label(pan, tilt, zoom, parallax, settings, perspective)
+    radial_parallax = float(np.median([p.radial_parallax for p in good]))
+    along_parallax = float(np.median([p.along_parallax for p in good]))
+    label, confidence = _label(pan, tilt, zoom, parallax, settings, perspective, radial_parallax, along_parallax)
     coverage = len(good) / max(1, len(windows))
     return WindowMotion(start_s, end_s, pan, tilt, zoom, roll, parallax, label, confidence * coverage,
                         int(np.median([p.points for p in good])))

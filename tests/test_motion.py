@@ -90,8 +90,8 @@ def test_cli_motion_contract():
 
 def test_reel_movement_accuracy(small_reel, tmp_path):
     """Movement labels against the reel's ground truth (fade ramps left out). Issue 3 asks for >= 0.95; today's
-    floor guards the progress made: the misses are overhead zoom/dolly shots, where the lying subject and the flat
-    ground give a moving camera almost no parallax to see."""
+    floor guards the progress made (21/24): the misses are overhead zoom/dolly shots, where the lying subject and
+    the flat ground give a moving camera almost no parallax to see."""
     import json
     from pathlib import Path
 
@@ -127,4 +127,4 @@ def test_reel_movement_accuracy(small_reel, tmp_path):
             if row["motion"]["label"] != expected:
                 misses.append((expected, row["motion"]["label"], truth["shots"][row["index"]]["angle"]))
     assert total == 24
-    assert hits / total >= 0.8, misses
+    assert hits / total >= 0.85, misses
