@@ -60,7 +60,8 @@ class FramingSettings:
     face_scale: float = 0.5  # faces are searched at this fraction of the analysis size
     min_face_px: int = 16  # smallest face box searched, pixels at the reduced size
     rotations: tuple[float, ...] = (20.0, -20.0)  # tried when the upright frame has no face
-    face_to_head: float = 0.72  # face box height / head height
+    face_step: float = 1.1  # cascade pyramid step
+    face_to_head: float = 0.76  # face box height / head height
     eyes_to_head: float = 0.29  # distance between the eye centres / head height
     min_eye: float = 0.12  # smallest eye box searched / frame height (an extreme close-up's eyes are large)
     hog_pad: float = 1.08  # HOG box height / body height
@@ -69,7 +70,10 @@ class FramingSettings:
     # head-height boundaries (fraction of the frame height): ECU | CU | MS | full | long
     head_bounds: tuple[float, float, float, float] = (0.68, 0.31, 0.155, 0.05)
     body_full_min: float = 0.42  # whole body at least this tall: full shot, else long shot
-    min_agree: float = 0.5
+    min_frames: int = 2  # frames whose sizes must agree for a confident label
+    face_frames: int = 5  # most frames searched for upright faces (fewer when the first ones agree)
+    fallback_frames: int = 2  # frames searched by the dearer detectors (eyes, rotated faces, people)
+    hog_scale: float = 1.1  # HOG pyramid step
     size_spread: float = 1.5
     skin_min: float = 0.25  # share of skin-coloured pixels in the face box centre
 
@@ -114,7 +118,7 @@ def _faces(grey: np.ndarray, bgr: np.ndarray, settings: FramingSettings,
     for angle in angles:
         g = grey if angle == 0 else _rotate(grey, angle)
         c = bgr if angle == 0 else _rotate(bgr, angle)
-        boxes = cascade.detectMultiScale(g, scaleFactor=1.1, minNeighbors=3,
+        boxes = cascade.detectMultiScale(g, scaleFactor=settings.face_step, minNeighbors=3,
                                          minSize=(settings.min_face_px, settings.min_face_px))
         good = [b for b in boxes if _skin_share(c, tuple(int(v) for v in b)) >= settings.skin_min]
         if good:
@@ -145,11 +149,11 @@ def _eyes(grey: np.ndarray, settings: FramingSettings) -> float | None:
     return None if best is None else best / h
 
 
-def _bodies(bgr: np.ndarray, scale: float = 1.0) -> list[tuple[float, bool]]:
+def _bodies(bgr: np.ndarray, scale: float = 1.0, hog_scale: float = 1.08) -> list[tuple[float, bool]]:
     """(box height / frame height, box inside the frame vertically) of HOG people detections."""
     img = bgr if scale == 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h = img.shape[0]
-    boxes, weights = _hog().detectMultiScale(img, winStride=(8, 8), padding=(8, 8), scale=1.08)
+    boxes, weights = _hog().detectMultiScale(img, winStride=(8, 8), padding=(8, 8), scale=hog_scale)
     out = []
     for (x, y, w, bh), wt in zip(boxes, np.ravel(weights) if len(boxes) else []):
         if float(wt) < 0.3:
@@ -194,67 +198,94 @@ def _face_head(small_grey: np.ndarray, small_bgr: np.ndarray, settings: FramingS
     return None if found is None else (found[0] / settings.face_to_head, found[1])
 
 
+def _search_order(n: int) -> list[int]:
+    """Frame indices from the middle outwards, alternating sides: spread-out frames first."""
+    if n <= 2:
+        return list(range(n))
+    order = [n // 2, 0, n - 1]
+    order += [i for i in range(n) if i not in order]
+    return order
+
+
 def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingSettings()) -> Label:
     """The framing of a shot from a few sample frames (BGR uint8); see the module docstring.
 
-    The cheap search (an upright face) runs on every frame; the dearer ones (rotated faces, eyes, people) only
-    where the cheaper ones found nothing, and the deepest (an upscaled people search) on one frame.
+    Cost control: the upright face search runs on at most ``face_frames`` frames (middle, first, last, then the
+    others only while undecided) and stops as soon as ``need`` of them agree; the dearer searches (eyes, rotated
+    faces, people) run on ``fallback_frames`` frames only, and the deepest (an upscaled people search) on one.
     """
     frames = [f for f in frames if f is not None and getattr(f, "size", 0)]
     if not frames:
         return Label(None, 0.0, {"reason": "no frames"}, LABELLER)
     n = len(frames)
-    need = max(1, math.ceil(settings.min_agree * n))
-    prepared = []
-    for frame in frames:
-        bgr = _prepare(frame, settings)
-        grey = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
-        size = (max(1, round(grey.shape[1] * settings.face_scale)), max(1, round(grey.shape[0] * settings.face_scale)))
-        prepared.append((bgr, cv2.resize(grey, size, interpolation=cv2.INTER_AREA),
-                         cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)))
-    heads: list[float | None] = [None] * n
-    source: list[str] = [""] * n
-    for i, (_, small_grey, small_bgr) in enumerate(prepared):
-        found = _face_head(small_grey, small_bgr, settings, (0.0,))
-        if found:
-            heads[i], source[i] = found[0], "face"
+    order = _search_order(n)
+    need = max(1, min(settings.min_frames, n))
+    prepared: dict[int, tuple] = {}
+
+    def prep(i: int) -> tuple:
+        if i not in prepared:
+            bgr = _prepare(frames[i], settings)
+            grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+            size = (max(1, round(grey.shape[1] * settings.face_scale)),
+                    max(1, round(grey.shape[0] * settings.face_scale)))
+            prepared[i] = (bgr, cv2.resize(grey, size, interpolation=cv2.INTER_AREA),
+                           cv2.resize(bgr, size, interpolation=cv2.INTER_AREA))
+        return prepared[i]
+
+    heads: dict[int, float] = {}
+    source: dict[int, str] = {}
+    searched: list[int] = []
     details: dict = {"frames": n}
 
-    def decided() -> Label | None:
-        values = [h for h in heads if h is not None]
+    def decided(minimum: int) -> Label | None:
+        values = list(heads.values())
         agree = _agreeing(values, settings)
-        if len(agree) < need:
+        if len(agree) < minimum or len(agree) * 2 <= len(values):
             return None
         head = float(np.median(agree))
         value, margin = framing_from_head(head, settings)
-        used = [s for s in source if s]
+        used = list(source.values())
         details.update(head_frac=round(head, 4), detector=max(set(used), key=used.count),
-                       detections={s: used.count(s) for s in set(used)})
-        return Label(value, round((len(agree) / n) * (0.5 + 0.5 * margin), 3), details, LABELLER)
+                       detections={s: used.count(s) for s in set(used)}, searched=len(searched))
+        support = min(1.0, len(agree) / need) * (len(agree) / max(1, len(values)))
+        return Label(value, round(support * (0.5 + 0.5 * margin), 3), details, LABELLER)
 
-    label = decided()
-    if label:
-        return label
-    # eyes (an extreme close-up's face overflows the frame) and rotated faces (dutch angles)
-    for i, (_, small_grey, small_bgr) in enumerate(prepared):
-        if heads[i] is not None:
-            continue
+    for k, i in enumerate(order[:settings.face_frames]):
+        # enough misses already that the remaining frames cannot make a majority: stop searching upright faces
+        if k >= 3 and len(heads) == 0:
+            break
+        _, small_grey, small_bgr = prep(i)
+        searched.append(i)
+        found = _face_head(small_grey, small_bgr, settings, (0.0,))
+        if found:
+            heads[i], source[i] = found[0], "face"
+        label = decided(need)
+        if label:
+            return label
+    # eyes (an extreme close-up's face overflows the frame) and rotated faces (dutch angles), on few frames
+    for i in [i for i in order if i not in heads][:settings.fallback_frames]:
+        _, small_grey, small_bgr = prep(i)
         eye = _eyes(small_grey, settings)
         if eye is not None:
             heads[i], source[i] = eye / settings.eyes_to_head, "eyes"
-            continue
-        found = _face_head(small_grey, small_bgr, settings, settings.rotations)
-        if found:
-            heads[i], source[i] = found[0], f"face_rotated_{found[1]:+.0f}"
-    label = decided()
-    if label:
-        return label
+        else:
+            found = _face_head(small_grey, small_bgr, settings, settings.rotations)
+            if found:
+                heads[i], source[i] = found[0], f"face_rotated_{found[1]:+.0f}"
+        label = decided(need)
+        if label:
+            return label
+    label = decided(1) if len(heads) >= 2 else None
+    if label:  # fewer frames than wanted agree, none disagree: a weaker label
+        return Label(label.value, round(0.6 * label.confidence, 3), label.details, LABELLER)
     # people: a whole figure at least the HOG window's height is a full shot; a figure found only at the
     # smallest window (or only in the upscaled frame) is smaller than that: a long shot
     bodies: list[float] = []
     smallest = 0
-    for bgr, _, _ in prepared:
-        found = [frac for frac, inside in _bodies(bgr) if inside]
+    hog_frames = order[:settings.fallback_frames]
+    for i in hog_frames:
+        bgr = prep(i)[0]
+        found = [frac for frac, inside in _bodies(bgr, hog_scale=settings.hog_scale) if inside]
         if not found:
             continue
         best = max(found)
@@ -263,18 +294,19 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         else:
             smallest += 1
     agree = _agreeing(bodies, settings)
-    if len(agree) >= need:
+    m = len(hog_frames)
+    if agree and len(agree) * 2 > m:
         body = float(np.median(agree))
         value = "full_shot" if body >= settings.body_full_min else "long_shot"
         margin = min(1.0, abs(math.log(body / settings.body_full_min)) / 0.25)
         details.update(body_frac=round(body, 4), detector="hog", detections={"hog": len(agree)})
-        return Label(value, round((len(agree) / n) * (0.4 + 0.4 * margin), 3), details, LABELLER)
-    if smallest >= need:
+        return Label(value, round((len(agree) / m) * (0.4 + 0.4 * margin), 3), details, LABELLER)
+    if smallest * 2 > m:
         details.update(detector="hog_smallest_window", detections={"hog_small": smallest})
-        return Label("long_shot", round(0.5 * smallest / n, 3), details, LABELLER)
-    middle = prepared[n // 2][0]
-    small = [frac / settings.hog_pad / settings.long_upscale * settings.long_upscale
-             for frac, inside in _bodies(middle, settings.long_upscale) if inside]
+        return Label("long_shot", round(0.5 * smallest / m, 3), details, LABELLER)
+    middle = prep(order[0])[0]
+    small = [frac / settings.hog_pad for frac, inside in _bodies(middle, settings.long_upscale, settings.hog_scale)
+             if inside]
     if small and max(small) < settings.body_full_min:
         details.update(body_frac=round(max(small), 4), detector="hog_upscaled")
         return Label("long_shot", 0.35, details, LABELLER)
