@@ -72,8 +72,10 @@ class FramingSettings:
     body_full_min: float = 0.42  # whole body at least this tall: full shot, else long shot
     min_frames: int = 2  # frames whose sizes must agree for a confident label
     face_frames: int = 5  # most frames searched for upright faces (fewer when the first ones agree)
-    fallback_frames: int = 2  # frames searched by the dearer detectors (eyes, rotated faces, people)
+    fallback_frames: int = 3  # frames searched by the dearer detectors (eyes, rotated faces, people)
+    rotated_frames: int = 2  # frames searched for rotated faces
     hog_scale: float = 1.1  # HOG pyramid step
+    long_hog_scale: float = 1.15  # HOG pyramid step on the upscaled frame (a long shot's figure is small)
     size_spread: float = 1.5
     skin_min: float = 0.25  # share of skin-coloured pixels in the face box centre
 
@@ -263,12 +265,12 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         if label:
             return label
     # eyes (an extreme close-up's face overflows the frame) and rotated faces (dutch angles), on few frames
-    for i in [i for i in order if i not in heads][:settings.fallback_frames]:
+    for k, i in enumerate([i for i in order if i not in heads][:settings.fallback_frames]):
         _, small_grey, small_bgr = prep(i)
         eye = _eyes(small_grey, settings)
         if eye is not None:
             heads[i], source[i] = eye / settings.eyes_to_head, "eyes"
-        else:
+        elif k < settings.rotated_frames:
             found = _face_head(small_grey, small_bgr, settings, settings.rotations)
             if found:
                 heads[i], source[i] = found[0], f"face_rotated_{found[1]:+.0f}"
@@ -305,7 +307,7 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         details.update(detector="hog_smallest_window", detections={"hog_small": smallest})
         return Label("long_shot", round(0.5 * smallest / m, 3), details, LABELLER)
     middle = prep(order[0])[0]
-    small = [frac / settings.hog_pad for frac, inside in _bodies(middle, settings.long_upscale, settings.hog_scale)
+    small = [frac / settings.hog_pad for frac, inside in _bodies(middle, settings.long_upscale, settings.long_hog_scale)
              if inside]
     if small and max(small) < settings.body_full_min:
         details.update(body_frac=round(max(small), 4), detector="hog_upscaled")
