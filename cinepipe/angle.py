@@ -106,21 +106,20 @@ def _vanishing(seg: np.ndarray, centre: np.ndarray, settings: AngleSettings, rng
         norm = np.hypot(to_v[:, 0], to_v[:, 1]) + 1e-12
         return np.abs(unit[:, 0] * to_v[:, 1] - unit[:, 1] * to_v[:, 0]) / norm < tol
 
-    best, best_score = None, 0.0
     n = len(seg)
     pairs = rng.integers(0, n, size=(settings.ransac_pairs, 2))
-    for i, j in pairs:
-        if i == j:
-            continue
-        v = np.cross(lines[i], lines[j])
-        if not np.any(v):
-            continue
-        v = v / np.linalg.norm(v)
-        score = length[inliers(v)].sum()
-        if score > best_score:
-            best, best_score = v, score
-    if best is None:
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    cand = np.cross(lines[pairs[:, 0]], lines[pairs[:, 1]])  # all candidate points at once
+    norms = np.linalg.norm(cand, axis=1)
+    cand = cand[norms > 0] / norms[norms > 0, None]
+    if not len(cand):
         return None
+    # direction from each segment's middle towards each candidate (or its direction when at infinity)
+    to_x = cand[:, None, 0] - mids[None, :, 0] * cand[:, None, 2]
+    to_y = cand[:, None, 1] - mids[None, :, 1] * cand[:, None, 2]
+    sin = np.abs(unit[None, :, 0] * to_y - unit[None, :, 1] * to_x) / (np.hypot(to_x, to_y) + 1e-12)
+    scores = ((sin < tol) * length[None, :]).sum(1)
+    best = cand[int(np.argmax(scores))]
     mask = inliers(best)
     if mask.sum() < settings.min_inliers:
         return None
