@@ -44,7 +44,7 @@ import numpy as np
 
 from cinepipe.label_types import Label
 
-VERSION = 1
+VERSION = 2
 LABELLER = f"auto:angle@{VERSION}"
 
 
@@ -61,6 +61,8 @@ class AngleSettings:
     tilted_deg: float = 12.0
     dutch_deg: float = 10.0
     flat_up_deg: float = 35.0  # upward convergence this steep with no sky at all: read as overhead (weak)
+    grid_deg: float = 5.0  # the second line family's convergence below this (degrees of pseudo-pitch): parallel
+    roll_spread: float = 8.0  # rolls of the frames spread wider than this: a dutch call gets the lowest confidence
     sky_low: float = 0.1  # sky reaching this far below the centre (fraction of height) means looking up
 
 
@@ -180,6 +182,16 @@ def measure_frame(frame: np.ndarray, settings: AngleSettings = AngleSettings(), 
     return out
 
 
+def _cross_family(frame: np.ndarray, settings: AngleSettings, seed: int = 0) -> float | None:
+    """The convergence of the near-horizontal lines, as the pitch their vanishing point would mean (degrees, 0 when
+    parallel), from the transposed frame; None without enough such lines."""
+    grey = np.ascontiguousarray(cv2.cvtColor(_prepare(frame, settings), cv2.COLOR_BGR2GRAY).T)
+    h, w = grey.shape
+    focal = (h / 2) / math.tan(math.radians(settings.nominal_hfov_deg) / 2)
+    vp = _vanishing(_segments(grey, settings), np.array([w / 2, h / 2]), settings, np.random.default_rng(seed))
+    return None if vp is None else pitch_roll_from_vanishing(vp[0], focal)[0]
+
+
 def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSettings()) -> Label:
     """The camera angle of a shot from a few sample frames (BGR uint8); see the module docstring."""
     frames = [f for f in frames if f is not None and getattr(f, "size", 0)]
@@ -209,12 +221,25 @@ def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSetting
             if pitch >= settings.flat_up_deg:
                 details["reason"] = "steep upward convergence without any sky: a flat ground seen from above"
                 return Label("overhead", 0.35 * share, details, LABELLER)
-            details["reason"] = "upward convergence without any sky"
-            return Label(None, 0.0, details, LABELLER)
+            details["reason"] = "upward convergence without any sky: likely the ground seen from above"
+            return Label("overhead", round(0.3 * share, 3), details, LABELLER)
         elif pitch >= settings.tilted_deg:
             value, margin = "low_angle", (pitch - settings.tilted_deg) / 8
         elif abs(roll) >= settings.dutch_deg:
+            spread = float(np.ptp(rolls)) if len(rolls) > 1 else 0.0
+            details["roll_spread_deg"] = round(spread, 1)
+            if not skies:
+                across = [_cross_family(f, settings, seed=i) for i, f in enumerate(frames[:3])]
+                across = [a for a in across if a is not None]
+                if across and len(across) * 2 > min(3, n) and float(np.median(np.abs(across))) < settings.grid_deg:
+                    # both line families parallel (no perspective along either) and no sky: a flat ground seen
+                    # from straight above, turned in the picture, rather than a tilted horizon
+                    details.update(reason="two parallel line families, no sky",
+                                   cross_pitch_deg=round(float(np.median(across)), 1))
+                    return Label("overhead", round(0.5 * share, 3), details, LABELLER)
             value, margin = "dutch_angle", (abs(roll) - settings.dutch_deg) / 6
+            if spread > settings.roll_spread:  # frames disagree about the roll
+                margin = min(margin, 0.0)
         else:
             value = "eye_level"
             margin = min(settings.tilted_deg - abs(pitch), settings.dutch_deg - abs(roll)) / 6

@@ -49,7 +49,7 @@ import numpy as np
 from cinepipe.label_types import Label
 from cinepipe.taxonomy import TAXONOMY
 
-VERSION = 1
+VERSION = 2
 LABELLER = f"auto:framing@{VERSION}"
 FRAMINGS = TAXONOMY.families["framing"]
 
