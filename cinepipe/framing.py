@@ -62,6 +62,7 @@ class FramingSettings:
     rotations: tuple[float, ...] = (20.0, -20.0)  # tried when the upright frame has no face
     face_step: float = 1.1  # cascade pyramid step
     face_to_head: float = 0.76  # face box height / head height
+    upper_to_head: float = 2.9  # head-and-shoulders box height / head height
     eyes_to_head: float = 0.29  # distance between the eye centres / head height
     min_eye: float = 0.12  # smallest eye box searched / frame height (an extreme close-up's eyes are large)
     hog_pad: float = 1.08  # HOG box height / body height
@@ -149,6 +150,13 @@ def _eyes(grey: np.ndarray, settings: FramingSettings) -> float | None:
             if best is None or d > best:
                 best = d
     return None if best is None else best / h
+
+
+def _upper_body(grey: np.ndarray) -> float | None:
+    """Height of the largest head-and-shoulders box (``haarcascade_upperbody``) / frame height, or None."""
+    boxes = _cascade("haarcascade_upperbody.xml").detectMultiScale(grey, scaleFactor=1.1, minNeighbors=3,
+                                                                   minSize=(22, 18))
+    return None if len(boxes) == 0 else float(max(b[3] for b in boxes)) / grey.shape[0]
 
 
 def _bodies(bgr: np.ndarray, scale: float = 1.0, hog_scale: float = 1.08) -> list[tuple[float, bool]]:
@@ -270,6 +278,13 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         eye = _eyes(small_grey, settings)
         if eye is not None:
             heads[i], source[i] = eye / settings.eyes_to_head, "eyes"
+            label = decided(need)
+            if label:
+                return label
+            continue
+        upper = _upper_body(small_grey)
+        if upper is not None:
+            heads[i], source[i] = upper / settings.upper_to_head, "upper_body"
         elif k < settings.rotated_frames:
             found = _face_head(small_grey, small_bgr, settings, settings.rotations)
             if found:
