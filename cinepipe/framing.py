@@ -59,6 +59,7 @@ class FramingSettings:
     analysis_height: int = 270  # frames are scaled to this height first (proxy size)
     face_scale: float = 0.5  # faces are searched at this fraction of the analysis size
     min_face_px: int = 16  # smallest face box searched, pixels at the reduced size
+    quarter_min_face_px: int = 22  # faces from twice this size are searched at half the reduced size (cheaper)
     rotations: tuple[float, ...] = (20.0, -20.0)  # tried when the upright frame has no face
     face_step: float = 1.1  # cascade pyramid step
     face_to_head: float = 0.76  # face box height / head height
@@ -114,7 +115,7 @@ def _skin_share(bgr: np.ndarray, box: tuple[int, int, int, int]) -> float:
 
 
 def _faces(grey: np.ndarray, bgr: np.ndarray, settings: FramingSettings,
-           angles: tuple[float, ...]) -> tuple[float, float] | None:
+           angles: tuple[float, ...], max_px: int = 0, min_px: int = 0) -> tuple[float, float] | None:
     """(face box height / frame height, rotation tried) of the largest plausible face, or None."""
     cascade = _cascade("haarcascade_frontalface_alt2.xml")
     h = grey.shape[0]
@@ -122,7 +123,8 @@ def _faces(grey: np.ndarray, bgr: np.ndarray, settings: FramingSettings,
         g = grey if angle == 0 else _rotate(grey, angle)
         c = bgr if angle == 0 else _rotate(bgr, angle)
         boxes = cascade.detectMultiScale(g, scaleFactor=settings.face_step, minNeighbors=3,
-                                         minSize=(settings.min_face_px, settings.min_face_px))
+                                         minSize=(min_px or settings.min_face_px,) * 2,
+                                         maxSize=(max_px, max_px) if max_px else None)
         good = [b for b in boxes if _skin_share(c, tuple(int(v) for v in b)) >= settings.skin_min]
         if good:
             best = max(good, key=lambda b: b[3])
@@ -202,9 +204,14 @@ def framing_from_head(head: float, settings: FramingSettings = None) -> tuple[st
     return value, float(min(1.0, margin))
 
 
-def _face_head(small_grey: np.ndarray, small_bgr: np.ndarray, settings: FramingSettings,
+def _face_head(small: tuple[np.ndarray, ...], settings: FramingSettings,
                angles: tuple[float, ...]) -> tuple[float, float] | None:
-    found = _faces(small_grey, small_bgr, settings, angles)
+    """(head height / frame height, rotation) from the largest face: large faces are searched at a quarter of the
+    analysis size (cheap), smaller ones at half size below the size the quarter search covers."""
+    _, half_grey, half_bgr, quarter_grey, quarter_bgr = small
+    found = _faces(quarter_grey, quarter_bgr, settings, angles, min_px=settings.quarter_min_face_px)
+    if found is None:
+        found = _faces(half_grey, half_bgr, settings, angles, max_px=2 * settings.quarter_min_face_px + 4)
     return None if found is None else (found[0] / settings.face_to_head, found[1])
 
 
@@ -238,8 +245,11 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
             grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
             size = (max(1, round(grey.shape[1] * settings.face_scale)),
                     max(1, round(grey.shape[0] * settings.face_scale)))
-            prepared[i] = (bgr, cv2.resize(grey, size, interpolation=cv2.INTER_AREA),
-                           cv2.resize(bgr, size, interpolation=cv2.INTER_AREA))
+            half_grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+            half_bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            quarter = (max(1, size[0] // 2), max(1, size[1] // 2))
+            prepared[i] = (bgr, half_grey, half_bgr, cv2.resize(half_grey, quarter, interpolation=cv2.INTER_AREA),
+                           cv2.resize(half_bgr, quarter, interpolation=cv2.INTER_AREA))
         return prepared[i]
 
     heads: dict[int, float] = {}
@@ -264,9 +274,8 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         # enough misses already that the remaining frames cannot make a majority: stop searching upright faces
         if k >= 3 and len(heads) == 0:
             break
-        _, small_grey, small_bgr = prep(i)
         searched.append(i)
-        found = _face_head(small_grey, small_bgr, settings, (0.0,))
+        found = _face_head(prep(i), settings, (0.0,))
         if found:
             heads[i], source[i] = found[0], "face"
         label = decided(need)
@@ -274,7 +283,7 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
             return label
     # eyes (an extreme close-up's face overflows the frame) and rotated faces (dutch angles), on few frames
     for k, i in enumerate([i for i in order if i not in heads][:settings.fallback_frames]):
-        _, small_grey, small_bgr = prep(i)
+        small_grey = prep(i)[1]
         eye = _eyes(small_grey, settings)
         if eye is not None:
             heads[i], source[i] = eye / settings.eyes_to_head, "eyes"
@@ -282,11 +291,11 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
             if label:
                 return label
             continue
-        upper = _upper_body(small_grey)
+        upper = _upper_body(prep(i)[1])
         if upper is not None:
             heads[i], source[i] = upper / settings.upper_to_head, "upper_body"
         elif k < settings.rotated_frames:
-            found = _face_head(small_grey, small_bgr, settings, settings.rotations)
+            found = _face_head(prep(i), settings, settings.rotations)
             if found:
                 heads[i], source[i] = found[0], f"face_rotated_{found[1]:+.0f}"
         label = decided(need)
