@@ -215,7 +215,7 @@ def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSetting
             value, margin = "overhead", (-pitch - settings.overhead_deg) / 15
         elif pitch <= -settings.tilted_deg:
             value, margin = "high_angle", (-pitch - settings.tilted_deg) / 8
-        elif pitch >= settings.tilted_deg and not skies:
+        elif pitch >= settings.tilted_deg and not skies and abs(roll) < settings.dutch_deg:
             # looking up steeply outdoors shows sky; with none in any frame, the "verticals" are more likely
             # lines on a ground seen from straight above (or a close subject): a weak overhead, else unknown
             if pitch >= settings.flat_up_deg:
@@ -223,7 +223,7 @@ def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSetting
                 return Label("overhead", 0.35 * share, details, LABELLER)
             details["reason"] = "upward convergence without any sky: likely the ground seen from above"
             return Label("overhead", round(0.3 * share, 3), details, LABELLER)
-        elif pitch >= settings.tilted_deg:
+        elif pitch >= settings.tilted_deg and (skies or abs(roll) < settings.dutch_deg):
             value, margin = "low_angle", (pitch - settings.tilted_deg) / 8
         elif abs(roll) >= settings.dutch_deg:
             spread = float(np.ptp(rolls)) if len(rolls) > 1 else 0.0
@@ -238,8 +238,12 @@ def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSetting
                                    cross_pitch_deg=round(float(np.median(across)), 1))
                     return Label("overhead", round(0.5 * share, 3), details, LABELLER)
             value, margin = "dutch_angle", (abs(roll) - settings.dutch_deg) / 6
-            if spread > settings.roll_spread:  # frames disagree about the roll
+            if spread > settings.roll_spread or abs(pitch) >= settings.tilted_deg:  # frames disagree, or tilted too
                 margin = min(margin, 0.0)
+            if not skies:  # one family of parallel lines and no horizon: could be lines on a ground seen from above
+                details["reason"] = "tilted lines but no sky or horizon to confirm the roll"
+                return Label(value, round(min(0.4, share * (0.5 + 0.5 * min(1.0, max(0.0, margin)))), 3), details,
+                             LABELLER)
         else:
             value = "eye_level"
             margin = min(settings.tilted_deg - abs(pitch), settings.dutch_deg - abs(roll)) / 6
