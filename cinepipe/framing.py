@@ -13,22 +13,25 @@ full_shot           ~0.09 - 0.11                    0.62 - 0.85, whole body in f
 long_shot           <= ~0.04                        <= 0.28
 ==================  ==============================  =====================================
 
-Each sample frame is searched for, in this order:
+The frames are searched, cheapest detector first, and the search stops as soon as enough frames agree:
 
-1. a frontal face (OpenCV's Haar cascade ``frontalface_alt2``) on the frame at half size, upright and, if none
-   is found, rotated by +-``rotations`` degrees (a dutch angle tilts the face beyond what the cascade takes). A
-   face must be plausibly skin-coloured (YCrCb box test on its centre). The cascade's box covers brows to mouth,
-   about ``face_to_head`` (0.72) of the head height, so head height = box height / 0.72;
-2. when no face is found, a pair of eyes (``haarcascade_eye``): an extreme close-up whose face overflows the
-   frame still shows both eyes, level and far apart; the eye distance is about ``eyes_to_head`` of the head
-   height;
-3. a standing person (OpenCV's HOG people detector) on the frame at full size; its box is the body height times
-   ``hog_pad`` (1.08). A box cut by the frame's top or bottom edge is not a whole body;
-4. when nothing was found in any frame, one deeper HOG search of the middle frame at ``long_upscale`` times its
-   size, for the small whole figure of a long shot.
+1. a frontal face (OpenCV's Haar cascade ``frontalface_alt2``), upright, on the frames middle-out (middle, first,
+   last, ...): large faces at a quarter of the analysis size, smaller ones at half size. A face must be plausibly
+   skin-coloured (YCrCb box test on its centre). The cascade's box covers brows to mouth, about ``face_to_head``
+   (0.76) of the head height, so head height = box height / 0.76. Stops after ``min_frames`` (2) agreeing faces,
+   or after three frames without any;
+2. on at most ``fallback_frames`` frames without a face: a level pair of large eyes (``haarcascade_eye``; an extreme
+   close-up's face overflows the frame, the eye distance is about ``eyes_to_head`` of the head height), else a
+   head-and-shoulders box (``haarcascade_upperbody``, about ``upper_to_head`` head heights tall), else (on
+   ``rotated_frames`` frames) a face rotated by +-``rotations`` degrees (a dutch angle tilts it beyond what the
+   cascade takes);
+3. a standing person (OpenCV's HOG people detector) on those frames at the analysis size; its box is the body
+   height times ``hog_pad`` (1.08). A box cut by the frame's top or bottom edge is not a whole body;
+4. a small whole figure (``haarcascade_fullbody`` at the analysis size, boxes up to ``fullbody_max`` of the frame
+   height, about ``fullbody_pad`` body heights): a long shot; weak unless a second frame confirms it.
 
-Per shot, a measure is kept only if frames agree (at least ``min_agree`` of the frames where something was found,
-sizes within a factor ``size_spread`` of the median): one stray detection does not label a shot. The median head
+Per shot, a measure is kept only if frames agree (at least ``min_frames`` frames and more than half of those where
+something was found, sizes within a factor ``size_spread`` of the median): one stray detection does not label a shot. The median head
 (or body) fraction is then compared with the boundaries below (geometric midpoints between the classes); the
 confidence falls as the measure nears a boundary, and with the share of frames that agree. When nothing is found
 the label is ``None`` (unknown); no framing is guessed from the absence of a subject.
@@ -68,7 +71,8 @@ class FramingSettings:
     min_eye: float = 0.12  # smallest eye box searched / frame height (an extreme close-up's eyes are large)
     hog_pad: float = 1.08  # HOG box height / body height
     hog_min_full: float = 0.55  # HOG boxes below this (the 128 px window is 0.47 of 270) may hold a smaller figure
-    long_upscale: float = 2.0
+    fullbody_max: float = 0.45  # largest full-body cascade box searched / frame height
+    fullbody_pad: float = 1.3  # full-body cascade box height / body height
     # head-height boundaries (fraction of the frame height): ECU | CU | MS | full | long
     head_bounds: tuple[float, float, float, float] = (0.68, 0.31, 0.155, 0.05)
     body_full_min: float = 0.42  # whole body at least this tall: full shot, else long shot
@@ -77,7 +81,6 @@ class FramingSettings:
     fallback_frames: int = 3  # frames searched by the dearer detectors (eyes, rotated faces, people)
     rotated_frames: int = 2  # frames searched for rotated faces
     hog_scale: float = 1.1  # HOG pyramid step
-    long_hog_scale: float = 1.15  # HOG pyramid step on the upscaled frame (a long shot's figure is small)
     size_spread: float = 1.5
     skin_min: float = 0.25  # share of skin-coloured pixels in the face box centre
 
@@ -159,6 +162,16 @@ def _upper_body(grey: np.ndarray) -> float | None:
     boxes = _cascade("haarcascade_upperbody.xml").detectMultiScale(grey, scaleFactor=1.1, minNeighbors=3,
                                                                    minSize=(22, 18))
     return None if len(boxes) == 0 else float(max(b[3] for b in boxes)) / grey.shape[0]
+
+
+def _whole_figure(grey: np.ndarray, settings: FramingSettings) -> float | None:
+    """Height of the tallest small whole figure (``haarcascade_fullbody``, boxes up to ``fullbody_max`` of the
+    frame height) / frame height, or None."""
+    h = grey.shape[0]
+    top = max(29, int(settings.fullbody_max * h))
+    boxes = _cascade("haarcascade_fullbody.xml").detectMultiScale(grey, scaleFactor=1.1, minNeighbors=2,
+                                                                  minSize=(14, 28), maxSize=(top // 2, top))
+    return None if len(boxes) == 0 else float(max(b[3] for b in boxes)) / h
 
 
 def _bodies(bgr: np.ndarray, scale: float = 1.0, hog_scale: float = 1.08) -> list[tuple[float, bool]]:
@@ -330,11 +343,18 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     if smallest * 2 > m:
         details.update(detector="hog_smallest_window", detections={"hog_small": smallest})
         return Label("long_shot", round(0.5 * smallest / m, 3), details, LABELLER)
-    middle = prep(order[0])[0]
-    small = [frac / settings.hog_pad for frac, inside in _bodies(middle, settings.long_upscale, settings.long_hog_scale)
-             if inside]
-    if small and max(small) < settings.body_full_min:
-        details.update(body_frac=round(max(small), 4), detector="hog_upscaled")
-        return Label("long_shot", 0.35, details, LABELLER)
+    # a small whole figure: the full-body cascade at the analysis size (its 28 px window is about a tenth of the
+    # frame height, the size of a long shot's figure), on the middle frame, confirmed on a second one
+    figures = []
+    for i in order[:2]:
+        found = _whole_figure(cv2.cvtColor(prep(i)[0], cv2.COLOR_BGR2GRAY), settings)
+        if found is None:
+            break
+        figures.append(found / settings.fullbody_pad)
+    if figures and max(figures) < settings.body_full_min:
+        agree = _agreeing(figures, settings)
+        details.update(body_frac=round(float(np.median(figures)), 4), detector="fullbody_cascade",
+                       detections={"fullbody": len(figures)})
+        return Label("long_shot", 0.5 if len(agree) >= 2 else 0.3, details, LABELLER)
     details["reason"] = "no subject found in enough frames"
     return Label(None, 0.0, details, LABELLER)
