@@ -26,8 +26,13 @@ Decision per shot (medians over the sample frames that gave a measure; threshold
 * ``high_angle``: pitch <= -``tilted_deg``; ``low_angle``: pitch >= ``tilted_deg``;
 * ``eye_level``: |pitch| < ``tilted_deg`` and |roll| < ``dutch_deg``, with the sky (if any) not below the centre.
 
-An upward convergence with no sky in any frame is suspect (a camera looking up outdoors sees sky): steeper than
-``flat_up_deg`` (35) it is read as lines on the ground seen from above (a weak ``overhead``), else ``None``.
+An upward convergence with no sky in any frame is suspect (a camera looking up outdoors sees sky): it is read as
+lines on the ground seen from above, a weak ``overhead`` (0.3-0.35). A roll with no sky in any frame is a weak
+``dutch_angle`` (confidence at most 0.4: one family of parallel lines could be lines on a ground seen from straight
+above), and an ``overhead`` when a second, perpendicular family of lines is parallel too (a flat ground seen from
+above has no perspective along either family; at eye level the ground's lines converge). A high angle whose sky
+reaches lower than the horizon of that pitch could be (with a lens twice as wide) gets at most 0.5. Dutch calls
+whose frames disagree on the roll by more than ``roll_spread`` get the lowest confidence.
 Without line evidence, the sky cue alone decides low angle (sky below the centre) with lower confidence; otherwise
 the label is ``None``. Roll sign: > 0 clockwise (DESIGN.md), i.e. the scene's verticals appear turned
 counter-clockwise in the picture.
@@ -248,6 +253,15 @@ def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSetting
             value = "eye_level"
             margin = min(settings.tilted_deg - abs(pitch), settings.dutch_deg - abs(roll)) / 6
         conf = share * (0.5 + 0.5 * min(1.0, max(0.0, margin)))
+        if value == "high_angle" and len(skies) * 2 > n:
+            # sky shows only above the horizon, which lies f tan|pitch| above the centre when looking down: sky
+            # reaching lower than half that (a lens twice as wide) contradicts the lines (or the sky is not sky)
+            aspect = frames[0].shape[1] / frames[0].shape[0]
+            focal_frac = 0.5 * aspect / math.tan(math.radians(settings.nominal_hfov_deg) / 2)  # f / frame height
+            bound = -0.5 * focal_frac * math.tan(math.radians(-pitch))
+            if float(np.median(skies)) > bound:
+                details["conflict"] = "sky below where the horizon of this pitch would be"
+                conf = min(conf, 0.5)
         return Label(value, round(conf, 3), details, LABELLER)
     if sky_low:
         return Label("low_angle", 0.4, details, LABELLER)
