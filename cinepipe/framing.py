@@ -79,8 +79,10 @@ class FramingSettings:
     min_frames: int = 2  # frames whose sizes must agree for a confident label
     face_frames: int = 5  # most frames searched for upright faces (fewer when the first ones agree)
     fallback_frames: int = 3  # frames searched by the dearer detectors (eyes, rotated faces, people)
+    upper_frames: int = 3  # frames searched for a head and shoulders
     rotated_frames: int = 2  # frames searched for rotated faces
     hog_scale: float = 1.1  # HOG pyramid step
+    fallback_step: float = 1.1  # pyramid step of the eye, head-and-shoulders and full-body cascades
     size_spread: float = 1.5
     skin_min: float = 0.25  # share of skin-coloured pixels in the face box centre
 
@@ -139,7 +141,7 @@ def _eyes(grey: np.ndarray, settings: FramingSettings) -> float | None:
     """Distance between the centres of a level pair of large eyes / frame height, or None."""
     h = grey.shape[0]
     min_eye = max(8, int(settings.min_eye * h))
-    boxes = _cascade("haarcascade_eye.xml").detectMultiScale(grey, scaleFactor=1.1, minNeighbors=4,
+    boxes = _cascade("haarcascade_eye.xml").detectMultiScale(grey, scaleFactor=settings.fallback_step, minNeighbors=4,
                                                               minSize=(min_eye, min_eye))
     best = None
     for i in range(len(boxes)):
@@ -157,9 +159,9 @@ def _eyes(grey: np.ndarray, settings: FramingSettings) -> float | None:
     return None if best is None else best / h
 
 
-def _upper_body(grey: np.ndarray) -> float | None:
+def _upper_body(grey: np.ndarray, settings: FramingSettings) -> float | None:
     """Height of the largest head-and-shoulders box (``haarcascade_upperbody``) / frame height, or None."""
-    boxes = _cascade("haarcascade_upperbody.xml").detectMultiScale(grey, scaleFactor=1.1, minNeighbors=3,
+    boxes = _cascade("haarcascade_upperbody.xml").detectMultiScale(grey, scaleFactor=settings.fallback_step, minNeighbors=3,
                                                                    minSize=(22, 18))
     return None if len(boxes) == 0 else float(max(b[3] for b in boxes)) / grey.shape[0]
 
@@ -169,7 +171,7 @@ def _whole_figure(grey: np.ndarray, settings: FramingSettings) -> float | None:
     frame height) / frame height, or None."""
     h = grey.shape[0]
     top = max(29, int(settings.fullbody_max * h))
-    boxes = _cascade("haarcascade_fullbody.xml").detectMultiScale(grey, scaleFactor=1.1, minNeighbors=2,
+    boxes = _cascade("haarcascade_fullbody.xml").detectMultiScale(grey, scaleFactor=settings.fallback_step, minNeighbors=2,
                                                                   minSize=(14, 28), maxSize=(top // 2, top))
     return None if len(boxes) == 0 else float(max(b[3] for b in boxes)) / h
 
@@ -304,7 +306,7 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
             if label:
                 return label
             continue
-        upper = _upper_body(prep(i)[1])
+        upper = _upper_body(prep(i)[1], settings) if k < settings.upper_frames else None
         if upper is not None:
             heads[i], source[i] = upper / settings.upper_to_head, "upper_body"
         elif k < settings.rotated_frames:
