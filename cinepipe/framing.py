@@ -73,6 +73,7 @@ class FramingSettings:
     hog_min_full: float = 0.55  # HOG boxes below this (the 128 px window is 0.47 of 270) may hold a smaller figure
     fullbody_max: float = 0.45  # largest full-body cascade box searched / frame height
     fullbody_pad: float = 1.3  # full-body cascade box height / body height
+    fullbody_frames: int = 3  # frames searched for a small whole figure (stops after two without one)
     # head-height boundaries (fraction of the frame height): ECU | CU | MS | full | long
     head_bounds: tuple[float, float, float, float] = (0.68, 0.31, 0.155, 0.05)
     body_full_min: float = 0.42  # whole body at least this tall: full shot, else long shot
@@ -348,11 +349,14 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     # a small whole figure: the full-body cascade at the analysis size (its 28 px window is about a tenth of the
     # frame height, the size of a long shot's figure), on the middle frame, confirmed on a second one
     figures = []
-    for i in order[:2]:
-        found = _whole_figure(cv2.cvtColor(prep(i)[0], cv2.COLOR_BGR2GRAY), settings)
-        if found is None:
+    for k, i in enumerate(order[:settings.fullbody_frames]):
+        if k >= 2 and not figures:  # nothing in the first two frames
             break
-        figures.append(found / settings.fullbody_pad)
+        found = _whole_figure(cv2.cvtColor(prep(i)[0], cv2.COLOR_BGR2GRAY), settings)
+        if found is not None:
+            figures.append(found / settings.fullbody_pad)
+            if len(figures) >= 2:
+                break
     if figures and max(figures) < settings.body_full_min:
         agree = _agreeing(figures, settings)
         details.update(body_frac=round(float(np.median(figures)), 4), detector="fullbody_cascade",
