@@ -26,8 +26,13 @@ Decision per shot (medians over the sample frames that gave a measure; threshold
 * ``high_angle``: pitch <= -``tilted_deg``; ``low_angle``: pitch >= ``tilted_deg``;
 * ``eye_level``: |pitch| < ``tilted_deg`` and |roll| < ``dutch_deg``, with the sky (if any) not below the centre.
 
-An upward convergence with no sky in any frame is suspect (a camera looking up outdoors sees sky): steeper than
-``flat_up_deg`` (35) it is read as lines on the ground seen from above (a weak ``overhead``), else ``None``.
+An upward convergence with no sky in any frame is suspect (a camera looking up outdoors sees sky): it is read as
+lines on the ground seen from above, a weak ``overhead`` (0.3-0.35). A roll with no sky in any frame is a weak
+``dutch_angle`` (confidence at most 0.4: one family of parallel lines could be lines on a ground seen from straight
+above), and an ``overhead`` when a second, perpendicular family of lines is parallel too (a flat ground seen from
+above has no perspective along either family; at eye level the ground's lines converge). A high angle whose sky
+reaches lower than the horizon of that pitch could be (with a lens twice as wide) gets at most 0.5. Dutch calls
+whose frames disagree on the roll by more than ``roll_spread`` get the lowest confidence.
 Without line evidence, the sky cue alone decides low angle (sky below the centre) with lower confidence; otherwise
 the label is ``None``. Roll sign: > 0 clockwise (DESIGN.md), i.e. the scene's verticals appear turned
 counter-clockwise in the picture.
@@ -44,7 +49,7 @@ import numpy as np
 
 from cinepipe.label_types import Label
 
-VERSION = 1
+VERSION = 2
 LABELLER = f"auto:angle@{VERSION}"
 
 
@@ -61,6 +66,8 @@ class AngleSettings:
     tilted_deg: float = 12.0
     dutch_deg: float = 10.0
     flat_up_deg: float = 35.0  # upward convergence this steep with no sky at all: read as overhead (weak)
+    grid_deg: float = 5.0  # the second line family's convergence below this (degrees of pseudo-pitch): parallel
+    roll_spread: float = 8.0  # rolls of the frames spread wider than this: a dutch call gets the lowest confidence
     sky_low: float = 0.1  # sky reaching this far below the centre (fraction of height) means looking up
 
 
@@ -106,21 +113,20 @@ def _vanishing(seg: np.ndarray, centre: np.ndarray, settings: AngleSettings, rng
         norm = np.hypot(to_v[:, 0], to_v[:, 1]) + 1e-12
         return np.abs(unit[:, 0] * to_v[:, 1] - unit[:, 1] * to_v[:, 0]) / norm < tol
 
-    best, best_score = None, 0.0
     n = len(seg)
     pairs = rng.integers(0, n, size=(settings.ransac_pairs, 2))
-    for i, j in pairs:
-        if i == j:
-            continue
-        v = np.cross(lines[i], lines[j])
-        if not np.any(v):
-            continue
-        v = v / np.linalg.norm(v)
-        score = length[inliers(v)].sum()
-        if score > best_score:
-            best, best_score = v, score
-    if best is None:
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    cand = np.cross(lines[pairs[:, 0]], lines[pairs[:, 1]])  # all candidate points at once
+    norms = np.linalg.norm(cand, axis=1)
+    cand = cand[norms > 0] / norms[norms > 0, None]
+    if not len(cand):
         return None
+    # direction from each segment's middle towards each candidate (or its direction when at infinity)
+    to_x = cand[:, None, 0] - mids[None, :, 0] * cand[:, None, 2]
+    to_y = cand[:, None, 1] - mids[None, :, 1] * cand[:, None, 2]
+    sin = np.abs(unit[None, :, 0] * to_y - unit[None, :, 1] * to_x) / (np.hypot(to_x, to_y) + 1e-12)
+    scores = ((sin < tol) * length[None, :]).sum(1)
+    best = cand[int(np.argmax(scores))]
     mask = inliers(best)
     if mask.sum() < settings.min_inliers:
         return None
@@ -181,6 +187,16 @@ def measure_frame(frame: np.ndarray, settings: AngleSettings = AngleSettings(), 
     return out
 
 
+def _cross_family(frame: np.ndarray, settings: AngleSettings, seed: int = 0) -> float | None:
+    """The convergence of the near-horizontal lines, as the pitch their vanishing point would mean (degrees, 0 when
+    parallel), from the transposed frame; None without enough such lines."""
+    grey = np.ascontiguousarray(cv2.cvtColor(_prepare(frame, settings), cv2.COLOR_BGR2GRAY).T)
+    h, w = grey.shape
+    focal = (h / 2) / math.tan(math.radians(settings.nominal_hfov_deg) / 2)
+    vp = _vanishing(_segments(grey, settings), np.array([w / 2, h / 2]), settings, np.random.default_rng(seed))
+    return None if vp is None else pitch_roll_from_vanishing(vp[0], focal)[0]
+
+
 def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSettings()) -> Label:
     """The camera angle of a shot from a few sample frames (BGR uint8); see the module docstring."""
     frames = [f for f in frames if f is not None and getattr(f, "size", 0)]
@@ -204,22 +220,48 @@ def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSetting
             value, margin = "overhead", (-pitch - settings.overhead_deg) / 15
         elif pitch <= -settings.tilted_deg:
             value, margin = "high_angle", (-pitch - settings.tilted_deg) / 8
-        elif pitch >= settings.tilted_deg and not skies:
+        elif pitch >= settings.tilted_deg and not skies and abs(roll) < settings.dutch_deg:
             # looking up steeply outdoors shows sky; with none in any frame, the "verticals" are more likely
             # lines on a ground seen from straight above (or a close subject): a weak overhead, else unknown
             if pitch >= settings.flat_up_deg:
                 details["reason"] = "steep upward convergence without any sky: a flat ground seen from above"
                 return Label("overhead", 0.35 * share, details, LABELLER)
-            details["reason"] = "upward convergence without any sky"
-            return Label(None, 0.0, details, LABELLER)
-        elif pitch >= settings.tilted_deg:
+            details["reason"] = "upward convergence without any sky: likely the ground seen from above"
+            return Label("overhead", round(0.3 * share, 3), details, LABELLER)
+        elif pitch >= settings.tilted_deg and (skies or abs(roll) < settings.dutch_deg):
             value, margin = "low_angle", (pitch - settings.tilted_deg) / 8
         elif abs(roll) >= settings.dutch_deg:
+            spread = float(np.ptp(rolls)) if len(rolls) > 1 else 0.0
+            details["roll_spread_deg"] = round(spread, 1)
+            if not skies:
+                across = [_cross_family(f, settings, seed=i) for i, f in enumerate(frames[:3])]
+                across = [a for a in across if a is not None]
+                if across and len(across) * 2 > min(3, n) and float(np.median(np.abs(across))) < settings.grid_deg:
+                    # both line families parallel (no perspective along either) and no sky: a flat ground seen
+                    # from straight above, turned in the picture, rather than a tilted horizon
+                    details.update(reason="two parallel line families, no sky",
+                                   cross_pitch_deg=round(float(np.median(across)), 1))
+                    return Label("overhead", round(0.5 * share, 3), details, LABELLER)
             value, margin = "dutch_angle", (abs(roll) - settings.dutch_deg) / 6
+            if spread > settings.roll_spread or abs(pitch) >= settings.tilted_deg:  # frames disagree, or tilted too
+                margin = min(margin, 0.0)
+            if not skies:  # one family of parallel lines and no horizon: could be lines on a ground seen from above
+                details["reason"] = "tilted lines but no sky or horizon to confirm the roll"
+                return Label(value, round(min(0.4, share * (0.5 + 0.5 * min(1.0, max(0.0, margin)))), 3), details,
+                             LABELLER)
         else:
             value = "eye_level"
             margin = min(settings.tilted_deg - abs(pitch), settings.dutch_deg - abs(roll)) / 6
         conf = share * (0.5 + 0.5 * min(1.0, max(0.0, margin)))
+        if value == "high_angle" and len(skies) * 2 > n:
+            # sky shows only above the horizon, which lies f tan|pitch| above the centre when looking down: sky
+            # reaching lower than half that (a lens twice as wide) contradicts the lines (or the sky is not sky)
+            aspect = frames[0].shape[1] / frames[0].shape[0]
+            focal_frac = 0.5 * aspect / math.tan(math.radians(settings.nominal_hfov_deg) / 2)  # f / frame height
+            bound = -0.5 * focal_frac * math.tan(math.radians(-pitch))
+            if float(np.median(skies)) > bound:
+                details["conflict"] = "sky below where the horizon of this pitch would be"
+                conf = min(conf, 0.5)
         return Label(value, round(conf, 3), details, LABELLER)
     if sky_low:
         return Label("low_angle", 0.4, details, LABELLER)

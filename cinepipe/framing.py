@@ -13,22 +13,25 @@ full_shot           ~0.09 - 0.11                    0.62 - 0.85, whole body in f
 long_shot           <= ~0.04                        <= 0.28
 ==================  ==============================  =====================================
 
-Each sample frame is searched for, in this order:
+The frames are searched, cheapest detector first, and the search stops as soon as enough frames agree:
 
-1. a frontal face (OpenCV's Haar cascade ``frontalface_alt2``) on the frame at half size, upright and, if none
-   is found, rotated by +-``rotations`` degrees (a dutch angle tilts the face beyond what the cascade takes). A
-   face must be plausibly skin-coloured (YCrCb box test on its centre). The cascade's box covers brows to mouth,
-   about ``face_to_head`` (0.72) of the head height, so head height = box height / 0.72;
-2. when no face is found, a pair of eyes (``haarcascade_eye``): an extreme close-up whose face overflows the
-   frame still shows both eyes, level and far apart; the eye distance is about ``eyes_to_head`` of the head
-   height;
-3. a standing person (OpenCV's HOG people detector) on the frame at full size; its box is the body height times
-   ``hog_pad`` (1.08). A box cut by the frame's top or bottom edge is not a whole body;
-4. when nothing was found in any frame, one deeper HOG search of the middle frame at ``long_upscale`` times its
-   size, for the small whole figure of a long shot.
+1. a frontal face (OpenCV's Haar cascade ``frontalface_alt2``), upright, on the frames middle-out (middle, first,
+   last, ...): large faces at a quarter of the analysis size, smaller ones at half size. A face must be plausibly
+   skin-coloured (YCrCb box test on its centre). The cascade's box covers brows to mouth, about ``face_to_head``
+   (0.76) of the head height, so head height = box height / 0.76. Stops after ``min_frames`` (2) agreeing faces,
+   or after three frames without any;
+2. on at most ``fallback_frames`` frames without a face: a level pair of large eyes (``haarcascade_eye``; an extreme
+   close-up's face overflows the frame, the eye distance is about ``eyes_to_head`` of the head height), else a
+   head-and-shoulders box (``haarcascade_upperbody``, about ``upper_to_head`` head heights tall), else (on
+   ``rotated_frames`` frames) a face rotated by +-``rotations`` degrees (a dutch angle tilts it beyond what the
+   cascade takes);
+3. a standing person (OpenCV's HOG people detector) on those frames at the analysis size; its box is the body
+   height times ``hog_pad`` (1.08). A box cut by the frame's top or bottom edge is not a whole body;
+4. a small whole figure (``haarcascade_fullbody`` at the analysis size, boxes up to ``fullbody_max`` of the frame
+   height, about ``fullbody_pad`` body heights): a long shot; weak unless a second frame confirms it.
 
-Per shot, a measure is kept only if frames agree (at least ``min_agree`` of the frames where something was found,
-sizes within a factor ``size_spread`` of the median): one stray detection does not label a shot. The median head
+Per shot, a measure is kept only if frames agree (at least ``min_frames`` frames and more than half of those where
+something was found, sizes within a factor ``size_spread`` of the median): one stray detection does not label a shot. The median head
 (or body) fraction is then compared with the boundaries below (geometric midpoints between the classes); the
 confidence falls as the measure nears a boundary, and with the share of frames that agree. When nothing is found
 the label is ``None`` (unknown); no framing is guessed from the absence of a subject.
@@ -49,7 +52,7 @@ import numpy as np
 from cinepipe.label_types import Label
 from cinepipe.taxonomy import TAXONOMY
 
-VERSION = 1
+VERSION = 2
 LABELLER = f"auto:framing@{VERSION}"
 FRAMINGS = TAXONOMY.families["framing"]
 
@@ -59,17 +62,28 @@ class FramingSettings:
     analysis_height: int = 270  # frames are scaled to this height first (proxy size)
     face_scale: float = 0.5  # faces are searched at this fraction of the analysis size
     min_face_px: int = 16  # smallest face box searched, pixels at the reduced size
+    quarter_min_face_px: int = 22  # faces from twice this size are searched at half the reduced size (cheaper)
     rotations: tuple[float, ...] = (20.0, -20.0)  # tried when the upright frame has no face
-    face_to_head: float = 0.72  # face box height / head height
+    face_step: float = 1.1  # cascade pyramid step
+    face_to_head: float = 0.76  # face box height / head height
+    upper_to_head: float = 2.9  # head-and-shoulders box height / head height
     eyes_to_head: float = 0.29  # distance between the eye centres / head height
     min_eye: float = 0.12  # smallest eye box searched / frame height (an extreme close-up's eyes are large)
     hog_pad: float = 1.08  # HOG box height / body height
     hog_min_full: float = 0.55  # HOG boxes below this (the 128 px window is 0.47 of 270) may hold a smaller figure
-    long_upscale: float = 2.0
+    fullbody_max: float = 0.45  # largest full-body cascade box searched / frame height
+    fullbody_pad: float = 1.3  # full-body cascade box height / body height
+    fullbody_frames: int = 3  # frames searched for a small whole figure (stops after two without one)
     # head-height boundaries (fraction of the frame height): ECU | CU | MS | full | long
     head_bounds: tuple[float, float, float, float] = (0.68, 0.31, 0.155, 0.05)
     body_full_min: float = 0.42  # whole body at least this tall: full shot, else long shot
-    min_agree: float = 0.5
+    min_frames: int = 2  # frames whose sizes must agree for a confident label
+    face_frames: int = 5  # most frames searched for upright faces (fewer when the first ones agree)
+    fallback_frames: int = 3  # frames searched by the dearer detectors (eyes, rotated faces, people)
+    upper_frames: int = 3  # frames searched for a head and shoulders
+    rotated_frames: int = 2  # frames searched for rotated faces
+    hog_scale: float = 1.1  # HOG pyramid step
+    fallback_step: float = 1.1  # pyramid step of the eye, head-and-shoulders and full-body cascades
     size_spread: float = 1.5
     skin_min: float = 0.25  # share of skin-coloured pixels in the face box centre
 
@@ -107,15 +121,16 @@ def _skin_share(bgr: np.ndarray, box: tuple[int, int, int, int]) -> float:
 
 
 def _faces(grey: np.ndarray, bgr: np.ndarray, settings: FramingSettings,
-           angles: tuple[float, ...]) -> tuple[float, float] | None:
+           angles: tuple[float, ...], max_px: int = 0, min_px: int = 0) -> tuple[float, float] | None:
     """(face box height / frame height, rotation tried) of the largest plausible face, or None."""
     cascade = _cascade("haarcascade_frontalface_alt2.xml")
     h = grey.shape[0]
     for angle in angles:
         g = grey if angle == 0 else _rotate(grey, angle)
         c = bgr if angle == 0 else _rotate(bgr, angle)
-        boxes = cascade.detectMultiScale(g, scaleFactor=1.1, minNeighbors=3,
-                                         minSize=(settings.min_face_px, settings.min_face_px))
+        boxes = cascade.detectMultiScale(g, scaleFactor=settings.face_step, minNeighbors=3,
+                                         minSize=(min_px or settings.min_face_px,) * 2,
+                                         maxSize=(max_px, max_px) if max_px else None)
         good = [b for b in boxes if _skin_share(c, tuple(int(v) for v in b)) >= settings.skin_min]
         if good:
             best = max(good, key=lambda b: b[3])
@@ -127,7 +142,7 @@ def _eyes(grey: np.ndarray, settings: FramingSettings) -> float | None:
     """Distance between the centres of a level pair of large eyes / frame height, or None."""
     h = grey.shape[0]
     min_eye = max(8, int(settings.min_eye * h))
-    boxes = _cascade("haarcascade_eye.xml").detectMultiScale(grey, scaleFactor=1.1, minNeighbors=4,
+    boxes = _cascade("haarcascade_eye.xml").detectMultiScale(grey, scaleFactor=settings.fallback_step, minNeighbors=4,
                                                               minSize=(min_eye, min_eye))
     best = None
     for i in range(len(boxes)):
@@ -145,11 +160,28 @@ def _eyes(grey: np.ndarray, settings: FramingSettings) -> float | None:
     return None if best is None else best / h
 
 
-def _bodies(bgr: np.ndarray, scale: float = 1.0) -> list[tuple[float, bool]]:
+def _upper_body(grey: np.ndarray, settings: FramingSettings) -> float | None:
+    """Height of the largest head-and-shoulders box (``haarcascade_upperbody``) / frame height, or None."""
+    boxes = _cascade("haarcascade_upperbody.xml").detectMultiScale(grey, scaleFactor=settings.fallback_step, minNeighbors=3,
+                                                                   minSize=(22, 18))
+    return None if len(boxes) == 0 else float(max(b[3] for b in boxes)) / grey.shape[0]
+
+
+def _whole_figure(grey: np.ndarray, settings: FramingSettings) -> float | None:
+    """Height of the tallest small whole figure (``haarcascade_fullbody``, boxes up to ``fullbody_max`` of the
+    frame height) / frame height, or None."""
+    h = grey.shape[0]
+    top = max(29, int(settings.fullbody_max * h))
+    boxes = _cascade("haarcascade_fullbody.xml").detectMultiScale(grey, scaleFactor=settings.fallback_step, minNeighbors=2,
+                                                                  minSize=(14, 28), maxSize=(top // 2, top))
+    return None if len(boxes) == 0 else float(max(b[3] for b in boxes)) / h
+
+
+def _bodies(bgr: np.ndarray, scale: float = 1.0, hog_scale: float = 1.08) -> list[tuple[float, bool]]:
     """(box height / frame height, box inside the frame vertically) of HOG people detections."""
     img = bgr if scale == 1.0 else cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h = img.shape[0]
-    boxes, weights = _hog().detectMultiScale(img, winStride=(8, 8), padding=(8, 8), scale=1.08)
+    boxes, weights = _hog().detectMultiScale(img, winStride=(8, 8), padding=(8, 8), scale=hog_scale)
     out = []
     for (x, y, w, bh), wt in zip(boxes, np.ravel(weights) if len(boxes) else []):
         if float(wt) < 0.3:
@@ -188,73 +220,114 @@ def framing_from_head(head: float, settings: FramingSettings = None) -> tuple[st
     return value, float(min(1.0, margin))
 
 
-def _face_head(small_grey: np.ndarray, small_bgr: np.ndarray, settings: FramingSettings,
+def _face_head(small: tuple[np.ndarray, ...], settings: FramingSettings,
                angles: tuple[float, ...]) -> tuple[float, float] | None:
-    found = _faces(small_grey, small_bgr, settings, angles)
+    """(head height / frame height, rotation) from the largest face: large faces are searched at a quarter of the
+    analysis size (cheap), smaller ones at half size below the size the quarter search covers."""
+    _, half_grey, half_bgr, quarter_grey, quarter_bgr = small
+    found = _faces(quarter_grey, quarter_bgr, settings, angles, min_px=settings.quarter_min_face_px)
+    if found is None:
+        found = _faces(half_grey, half_bgr, settings, angles, max_px=2 * settings.quarter_min_face_px + 4)
     return None if found is None else (found[0] / settings.face_to_head, found[1])
+
+
+def _search_order(n: int) -> list[int]:
+    """Frame indices from the middle outwards, alternating sides: spread-out frames first."""
+    if n <= 2:
+        return list(range(n))
+    order = [n // 2, 0, n - 1]
+    order += [i for i in range(n) if i not in order]
+    return order
 
 
 def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingSettings()) -> Label:
     """The framing of a shot from a few sample frames (BGR uint8); see the module docstring.
 
-    The cheap search (an upright face) runs on every frame; the dearer ones (rotated faces, eyes, people) only
-    where the cheaper ones found nothing, and the deepest (an upscaled people search) on one frame.
+    Cost control: the upright face search runs on at most ``face_frames`` frames (middle, first, last, then the
+    others only while undecided) and stops as soon as ``need`` of them agree; the dearer searches (eyes, rotated
+    faces, people) run on ``fallback_frames`` frames only, and the deepest (an upscaled people search) on one.
     """
     frames = [f for f in frames if f is not None and getattr(f, "size", 0)]
     if not frames:
         return Label(None, 0.0, {"reason": "no frames"}, LABELLER)
     n = len(frames)
-    need = max(1, math.ceil(settings.min_agree * n))
-    prepared = []
-    for frame in frames:
-        bgr = _prepare(frame, settings)
-        grey = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
-        size = (max(1, round(grey.shape[1] * settings.face_scale)), max(1, round(grey.shape[0] * settings.face_scale)))
-        prepared.append((bgr, cv2.resize(grey, size, interpolation=cv2.INTER_AREA),
-                         cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)))
-    heads: list[float | None] = [None] * n
-    source: list[str] = [""] * n
-    for i, (_, small_grey, small_bgr) in enumerate(prepared):
-        found = _face_head(small_grey, small_bgr, settings, (0.0,))
-        if found:
-            heads[i], source[i] = found[0], "face"
+    order = _search_order(n)
+    need = max(1, min(settings.min_frames, n))
+    prepared: dict[int, tuple] = {}
+
+    def prep(i: int) -> tuple:
+        if i not in prepared:
+            bgr = _prepare(frames[i], settings)
+            grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+            size = (max(1, round(grey.shape[1] * settings.face_scale)),
+                    max(1, round(grey.shape[0] * settings.face_scale)))
+            half_grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+            half_bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+            quarter = (max(1, size[0] // 2), max(1, size[1] // 2))
+            prepared[i] = (bgr, half_grey, half_bgr, cv2.resize(half_grey, quarter, interpolation=cv2.INTER_AREA),
+                           cv2.resize(half_bgr, quarter, interpolation=cv2.INTER_AREA))
+        return prepared[i]
+
+    heads: dict[int, float] = {}
+    source: dict[int, str] = {}
+    searched: list[int] = []
     details: dict = {"frames": n}
 
-    def decided() -> Label | None:
-        values = [h for h in heads if h is not None]
+    def decided(minimum: int) -> Label | None:
+        values = list(heads.values())
         agree = _agreeing(values, settings)
-        if len(agree) < need:
+        if len(agree) < minimum or len(agree) * 2 <= len(values):
             return None
         head = float(np.median(agree))
         value, margin = framing_from_head(head, settings)
-        used = [s for s in source if s]
+        used = list(source.values())
         details.update(head_frac=round(head, 4), detector=max(set(used), key=used.count),
-                       detections={s: used.count(s) for s in set(used)})
-        return Label(value, round((len(agree) / n) * (0.5 + 0.5 * margin), 3), details, LABELLER)
+                       detections={s: used.count(s) for s in set(used)}, searched=len(searched))
+        support = min(1.0, len(agree) / need) * (len(agree) / max(1, len(values)))
+        return Label(value, round(support * (0.5 + 0.5 * margin), 3), details, LABELLER)
 
-    label = decided()
-    if label:
-        return label
-    # eyes (an extreme close-up's face overflows the frame) and rotated faces (dutch angles)
-    for i, (_, small_grey, small_bgr) in enumerate(prepared):
-        if heads[i] is not None:
-            continue
+    for k, i in enumerate(order[:settings.face_frames]):
+        # enough misses already that the remaining frames cannot make a majority: stop searching upright faces
+        if k >= 3 and len(heads) == 0:
+            break
+        searched.append(i)
+        found = _face_head(prep(i), settings, (0.0,))
+        if found:
+            heads[i], source[i] = found[0], "face"
+        label = decided(need)
+        if label:
+            return label
+    # eyes (an extreme close-up's face overflows the frame) and rotated faces (dutch angles), on few frames
+    for k, i in enumerate([i for i in order if i not in heads][:settings.fallback_frames]):
+        small_grey = prep(i)[1]
         eye = _eyes(small_grey, settings)
         if eye is not None:
             heads[i], source[i] = eye / settings.eyes_to_head, "eyes"
+            label = decided(need)
+            if label:
+                return label
             continue
-        found = _face_head(small_grey, small_bgr, settings, settings.rotations)
-        if found:
-            heads[i], source[i] = found[0], f"face_rotated_{found[1]:+.0f}"
-    label = decided()
-    if label:
-        return label
+        upper = _upper_body(prep(i)[1], settings) if k < settings.upper_frames else None
+        if upper is not None:
+            heads[i], source[i] = upper / settings.upper_to_head, "upper_body"
+        elif k < settings.rotated_frames:
+            found = _face_head(prep(i), settings, settings.rotations)
+            if found:
+                heads[i], source[i] = found[0], f"face_rotated_{found[1]:+.0f}"
+        label = decided(need)
+        if label:
+            return label
+    label = decided(1) if len(heads) >= 2 else None
+    if label:  # fewer frames than wanted agree, none disagree: a weaker label
+        return Label(label.value, round(0.6 * label.confidence, 3), label.details, LABELLER)
     # people: a whole figure at least the HOG window's height is a full shot; a figure found only at the
     # smallest window (or only in the upscaled frame) is smaller than that: a long shot
     bodies: list[float] = []
     smallest = 0
-    for bgr, _, _ in prepared:
-        found = [frac for frac, inside in _bodies(bgr) if inside]
+    hog_frames = order[:settings.fallback_frames]
+    for i in hog_frames:
+        bgr = prep(i)[0]
+        found = [frac for frac, inside in _bodies(bgr, hog_scale=settings.hog_scale) if inside]
         if not found:
             continue
         best = max(found)
@@ -263,20 +336,31 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         else:
             smallest += 1
     agree = _agreeing(bodies, settings)
-    if len(agree) >= need:
+    m = len(hog_frames)
+    if agree and len(agree) * 2 > m:
         body = float(np.median(agree))
         value = "full_shot" if body >= settings.body_full_min else "long_shot"
         margin = min(1.0, abs(math.log(body / settings.body_full_min)) / 0.25)
         details.update(body_frac=round(body, 4), detector="hog", detections={"hog": len(agree)})
-        return Label(value, round((len(agree) / n) * (0.4 + 0.4 * margin), 3), details, LABELLER)
-    if smallest >= need:
+        return Label(value, round((len(agree) / m) * (0.4 + 0.4 * margin), 3), details, LABELLER)
+    if smallest * 2 > m:
         details.update(detector="hog_smallest_window", detections={"hog_small": smallest})
-        return Label("long_shot", round(0.5 * smallest / n, 3), details, LABELLER)
-    middle = prepared[n // 2][0]
-    small = [frac / settings.hog_pad / settings.long_upscale * settings.long_upscale
-             for frac, inside in _bodies(middle, settings.long_upscale) if inside]
-    if small and max(small) < settings.body_full_min:
-        details.update(body_frac=round(max(small), 4), detector="hog_upscaled")
-        return Label("long_shot", 0.35, details, LABELLER)
+        return Label("long_shot", round(0.5 * smallest / m, 3), details, LABELLER)
+    # a small whole figure: the full-body cascade at the analysis size (its 28 px window is about a tenth of the
+    # frame height, the size of a long shot's figure), on the middle frame, confirmed on a second one
+    figures = []
+    for k, i in enumerate(order[:settings.fullbody_frames]):
+        if k >= 2 and not figures:  # nothing in the first two frames
+            break
+        found = _whole_figure(cv2.cvtColor(prep(i)[0], cv2.COLOR_BGR2GRAY), settings)
+        if found is not None:
+            figures.append(found / settings.fullbody_pad)
+            if len(figures) >= 2:
+                break
+    if figures and max(figures) < settings.body_full_min:
+        agree = _agreeing(figures, settings)
+        details.update(body_frac=round(float(np.median(figures)), 4), detector="fullbody_cascade",
+                       detections={"fullbody": len(figures)})
+        return Label("long_shot", 0.5 if len(agree) >= 2 else 0.3, details, LABELLER)
     details["reason"] = "no subject found in enough frames"
     return Label(None, 0.0, details, LABELLER)

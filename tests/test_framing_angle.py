@@ -39,8 +39,8 @@ def test_featureless_frames_give_no_confident_label(labeller):
 
 def test_single_grey_frame_and_sources():
     frame = np.random.default_rng(0).integers(0, 255, (180, 320), np.uint8)  # grey, noise
-    assert label_framing([frame]).source == FRAMING_LABELLER == "auto:framing@1"
-    assert label_angle([frame]).source == ANGLE_LABELLER == "auto:angle@1"
+    assert label_framing([frame]).source == FRAMING_LABELLER == "auto:framing@2"
+    assert label_angle([frame]).source == ANGLE_LABELLER == "auto:angle@2"
 
 
 @pytest.mark.parametrize("roll", [22.0, -22.0, 0.0])
@@ -75,22 +75,50 @@ def test_confusion_and_accuracy_count_none_as_wrong():
     assert sample_indices(0, 100, 5, 10, 10) == [12, 31, 50, 68, 87]
 
 
-def test_reel_accuracy(small_reel):
-    """Regression floor on the tests' small reel (320x180, shots of 1.5-2.5 s): the labellers are tuned at the
-    proxy size on the default reel; see benchmarks/eval_labellers.py for the full measurement."""
+# A reel at the size the labellers are tuned for (640x360 rendered, sampled at the proxy's 480x270), on a seed
+# used neither for tuning (0, 11) nor for the reported checks (23, 37); 3 films, short shots: ~20 s to render.
+LABEL_REEL = {"seed": 5, "films": 3, "shots_per_film": 8, "width": 640, "height": 360, "fps": 24,
+              "shot_seconds": (1.5, 2.5)}
+
+
+@pytest.fixture(scope="session")
+def label_reel(tmp_path_factory):
+    from cinepipe.reel import generate_reel
+
+    out = tmp_path_factory.mktemp("label_reel")
+    generate_reel(out, **LABEL_REEL)
+    return out
+
+
+def _reel_accuracy(reel, count: int) -> dict[str, float]:
     truth = {"framing": [], "angle": []}
     predicted = {"framing": [], "angle": []}
-    for video in sorted(small_reel.glob("reel_*.mp4")):
-        film, frames = reel_shot_frames(video, count=4)
+    for video in sorted(reel.glob("reel_*.mp4")):
+        film, frames = reel_shot_frames(video, count=count)
         for shot, shot_frames in zip(film["shots"], frames):
             for family, labeller in (("framing", label_framing), ("angle", label_angle)):
                 truth[family].append(shot[family])
                 predicted[family].append(labeller(shot_frames).value)
     for family, values in truth.items():
         print(family, accuracy(values, predicted[family]))
-        print(confusion(values, predicted[family], TAXONOMY.values(family)))
-    assert accuracy(truth["framing"], predicted["framing"]) >= FLOORS["framing"]
-    assert accuracy(truth["angle"], predicted["angle"]) >= FLOORS["angle"]
+        print(confusion(values, predicted[family], TAXONOMY.values(family)).to_string())
+    return {family: accuracy(values, predicted[family]) for family, values in truth.items()}
 
 
-FLOORS = {"framing": 0.5, "angle": 0.6}
+def test_reel_accuracy(label_reel):
+    """Regression floors at the proxy size (see benchmarks/eval_labellers.py for the full measurement; measured
+    0.75 framing and 0.92 angle on this reel with 5 frames a shot)."""
+    measured = _reel_accuracy(label_reel, count=5)
+    assert measured["framing"] >= FLOORS["framing"]
+    assert measured["angle"] >= FLOORS["angle"]
+
+
+def test_small_reel_accuracy(small_reel):
+    """Regression floors on the tests' small reel (320x180: long shots' figures are too small to find)."""
+    measured = _reel_accuracy(small_reel, count=4)
+    assert measured["framing"] >= SMALL_FLOORS["framing"]
+    assert measured["angle"] >= SMALL_FLOORS["angle"]
+
+
+FLOORS = {"framing": 0.65, "angle": 0.8}
+SMALL_FLOORS = {"framing": 0.5, "angle": 0.65}
