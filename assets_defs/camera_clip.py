@@ -72,8 +72,9 @@ def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: 
     with tracker_run as run:
         (work / "mlflow_run_id").write_text(run.run_id)
         run.log_params({"model": asdict(settings.model), "training": asdict(settings.training),
-                        "compare_mean_pooling": settings.compare_mean_pooling, "resumed": bool(resume_id),
-                        "dataset_rows": len(table)})
+                        "compare_mean_pooling": settings.compare_mean_pooling, "dataset_rows": len(table)})
+        if resume_id:  # params are immutable in MLflow: the resumption is a tag
+            run.set_tags({"cinepipe.resumed": "true"})
         run.log_dataset(table, c2k.NAME, version, str(c2k.version_path(home.path, version)))
         steps = {"temporal": 0, "mean": 0}
 
@@ -113,6 +114,8 @@ def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: 
         run.set_tags({"cinepipe.model_version": f"{MODEL_NAME}/{model_version}"})
         link = MlflowTracking.link_metadata(run)
     (work / "done").write_text(model_version)
+    for resumable in work.glob("*.ckpt"):  # the model is registered: the per-epoch checkpoints are spent
+        resumable.unlink()
     if result.cache.skipped:
         context.log.warning(f"{len(result.cache.skipped)} clips could not be decoded: "
                             + "; ".join(list(result.cache.skipped.values())[:3]))

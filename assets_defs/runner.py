@@ -68,7 +68,7 @@ def _materialization_metadata(result, asset: str) -> dict:
 
 
 def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[dict] = None,
-            echo: Callable[[str], None] = print) -> int:
+            echo: Callable[[str], None] = print, clip_config: Optional[dict] = None) -> int:
     """Materialize the whole graph; return 0 if everything succeeded, 1 if any asset failed (each one named)."""
     home = Path(home).absolute()
     home.mkdir(parents=True, exist_ok=True)
@@ -127,6 +127,21 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
                 echo(f"    check {check.check_name} did not pass ({check.severity.value})")
     else:
         failures += _report_failure(result, "cinematic2k", "dataset", took, echo)
+    if result.success:  # CameraCLIP on the new dataset version
+        started = time.perf_counter()
+        echo("training CameraCLIP (the order-aware model and the mean-pooling baseline)")
+        config = {**QUIET, "ops": {"camera_clip": {"config": clip_config or {}}}}
+        result = defs.resolve_job_def("train_camera_clip").execute_in_process(instance=instance, raise_on_error=False,
+                                                                           run_config=config)
+        took = time.perf_counter() - started
+        if result.success:
+            meta = _materialization_metadata(result, "camera_clip")
+            echo(f"camera_clip: {meta.get('model', '?')} in {took:.1f} s: text->video R@1 "
+                 f"{meta.get('test_t2v_r1', float('nan')):.2f} (mean pooling "
+                 f"{meta.get('test_t2v_r1_meanpool', float('nan')):.2f}), direction test "
+                 f"{meta.get('test_direction_acc', float('nan')):.2f}")
+        else:
+            failures += _report_failure(result, "camera_clip", "camera_clip", took, echo)
     if failures:
         print(f"cinepipe run: {len(failures)} asset(s) failed:", file=sys.stderr)
         for line in failures:

@@ -184,7 +184,8 @@ def cmd_run(args) -> int:
         reel["films"] = args.films
     if args.shots_per_film:
         reel["shots_per_film"] = args.shots_per_film
-    return run_all(home, Path(landing) if landing else None, reel)
+    clip = {"epochs": args.clip_epochs} if args.clip_epochs else {}
+    return run_all(home, Path(landing) if landing else None, reel, clip_config=clip)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the built-in reel")
     p.add_argument("--films", type=int, help="number of reel films (default 6)")
     p.add_argument("--shots-per-film", type=int, help="shots per reel film (default 8)")
+    p.add_argument("--clip-epochs", type=int, help="CameraCLIP training epochs (default: the asset's, 40)")
     p.set_defaults(func=cmd_run)
     return parser
 

@@ -32,7 +32,7 @@ from cinepipe.media import ProxyInfo, iter_frames
 from cinepipe.taxonomy import STATIC, TAXONOMY
 
 MOVEMENTS = TAXONOMY.families["movement"]
-VERSION = 1  # bump when the estimator's output changes for the same input (labels record it)
+VERSION = 2  # bump when the estimator's output changes for the same input (labels record it)
 
 
 @dataclass(frozen=True)

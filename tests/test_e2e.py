@@ -26,14 +26,14 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME",
                                                              "CINEPIPE_LANDING")}
     env["CINEPIPE_HOME"] = str(home)
-    proc = cinepipe("run", "--films", "2", "--shots-per-film", "4", env=env)
+    proc = cinepipe("run", "--films", "3", "--shots-per-film", "4", "--clip-epochs", "2", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "[2/2]" in proc.stdout and "all assets materialized" in proc.stdout
+    assert "[3/3]" in proc.stdout and "all assets materialized" in proc.stdout
 
     # the reel, the films' outputs, the Dagster history and the MLflow runs all live under the home
-    assert len(list((home / "reel").glob("*.mp4"))) == 2
+    assert len(list((home / "reel").glob("*.mp4"))) == 3
     films = sorted((home / "films").iterdir())
-    assert len(films) == 2
+    assert len(films) == 3
     for film in films:
         shots = pd.read_parquet(film / "shots.parquet")
         clips = pd.read_parquet(film / "clips.parquet")
@@ -46,7 +46,7 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     try:
         instance = DagsterInstance.get()
         runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
-        assert sorted(r.job_name for r in runs) == ["build_dataset", "ingest_films", "ingest_films"]
+        assert sorted(r.job_name for r in runs) == ["build_dataset"] + ["ingest_films"] * 3 + ["train_camera_clip"]
         run_ids = {r.run_id for r in runs}
     finally:
         del os.environ["DAGSTER_HOME"]
@@ -54,18 +54,23 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     tracker = Tracker.for_home(home)
     mlruns = MlflowClient(tracker.tracking_uri).search_runs([tracker.experiment_id])
     assert {r.data.tags[TAG_ASSET_KEY] for r in mlruns} == {"raw_films", "film_proxies", "shots", "shot_clips",
-                                                             "shot_labels", "cinematic2k"}
+                                                             "shot_labels", "cinematic2k", "camera_clip"}
     assert {r.data.tags[TAG_DAGSTER_RUN] for r in mlruns} == run_ids
     assert {r.data.tags.get(TAG_PARTITION) for r in mlruns} == {f.name for f in films} | {None}
     # the dataset: one row per shot of both films, its version on the MLflow run and in LATEST
     version = (home / "datasets" / "cinematic2k" / "LATEST").read_text().strip()
     dataset = pd.read_parquet(home / "datasets" / "cinematic2k" / version / "cinematic2k.parquet")
     assert len(dataset) == sum(len(pd.read_parquet(f / "shots.parquet")) for f in films)
-    assert [r.data.tags[TAG_DATASET_VERSION] for r in mlruns if TAG_DATASET_VERSION in r.data.tags] == [version]
+    assert {r.data.tags[TAG_DATASET_VERSION] for r in mlruns if TAG_DATASET_VERSION in r.data.tags} == {version}
+    clip_run = next(r for r in mlruns if r.data.tags[TAG_ASSET_KEY] == "camera_clip")
+    assert {"test_t2v_r1", "test_v2t_r1", "test_t2v_r5", "test_direction_acc", "test_t2v_r1_meanpool"} <= \
+        set(clip_run.data.metrics) and clip_run.info.status == "FINISHED"
+    versions = MlflowClient(tracker.tracking_uri).search_model_versions("name='CameraCLIP'")
+    assert [v.tags[TAG_DATASET_VERSION] for v in versions] == [version]
     assert f"cinematic2k {version}" in proc.stdout
 
     # a second run finds the reel already rendered and succeeds again
-    again = cinepipe("run", "--films", "2", "--shots-per-film", "4", env=env)
+    again = cinepipe("run", "--films", "3", "--shots-per-film", "4", "--clip-epochs", "1", env=env)
     assert again.returncode == 0, again.stderr
 
 

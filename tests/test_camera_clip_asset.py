@@ -1,0 +1,141 @@
+"""camera_clip materialized on a dataset built from the small reel: MLflow run, registry, CLI, kill and resume."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, materialize
+from mlflow.tracking import MlflowClient
+
+from assets_defs.camera_clip import camera_clip
+from assets_defs.definitions import build_definitions
+from assets_defs.ingestion import INGESTION_ASSETS
+from assets_defs.labelling import LABELLING_ASSETS
+from assets_defs.resources import CinepipeHome, MlflowTracking
+from cinepipe import dataset as c2k
+from cinepipe.tracking import TAG_ASSET_KEY, TAG_DATASET_VERSION, Tracker
+
+REPO = Path(__file__).resolve().parents[1]
+ALL = [*INGESTION_ASSETS, *LABELLING_ASSETS, camera_clip]
+
+
+@pytest.fixture(scope="module")
+def dataset_home(tmp_path_factory, small_reel):
+    """A home with the small reel ingested, labelled and built into a dataset (3 films: train, val, test)."""
+    from assets_defs.partitions import FILMS_PARTITION
+    from cinepipe.media import film_id_for
+
+    root = tmp_path_factory.mktemp("clip")
+    home, landing = root / "home", root / "landing"
+    landing.mkdir()
+    for f in small_reel.iterdir():
+        shutil.copy(f, landing / f.name)
+    (home / "dagster").mkdir(parents=True)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        instance = DagsterInstance.get()
+        res = {"home": CinepipeHome(home=str(home), landing=str(landing), settle_seconds=0),
+               "mlflow": MlflowTracking(home=str(home))}
+        for video in sorted(landing.glob("*.mp4")):
+            fid = film_id_for(video)
+            instance.add_dynamic_partitions(FILMS_PARTITION, [fid])
+            assert materialize(ALL, selection=[*INGESTION_ASSETS, LABELLING_ASSETS[0]], partition_key=fid,
+                               instance=instance, resources=res).success
+        assert materialize(ALL, selection=[LABELLING_ASSETS[1]], instance=instance, resources=res).success
+    finally:
+        del os.environ["DAGSTER_HOME"]
+    return home, landing
+
+
+def _materialize(home, landing, epochs):
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        defs = build_definitions(home=str(home), landing=str(landing))
+        return defs.resolve_job_def("train_camera_clip").execute_in_process(
+            instance=DagsterInstance.get(), run_config={"ops": {"camera_clip": {"config": {"epochs": epochs}}}})
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
+def test_camera_clip_logs_registers_and_serves(dataset_home):
+    home, landing = dataset_home
+    result = _materialize(home, landing, epochs=2)
+    assert result.success
+    meta = {k: getattr(v, "value", v) for k, v in
+            result.asset_materializations_for_node("camera_clip")[0].metadata.items()}
+    version = c2k.latest_version(home)
+    assert meta["dataset_version"] == version and "| t2v_r1 " in meta["evaluation"]
+    tracker = Tracker.for_home(home)
+    client = MlflowClient(tracker.tracking_uri)
+    run = client.get_run(meta["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags[TAG_ASSET_KEY] == "camera_clip"
+    assert run.data.tags[TAG_DATASET_VERSION] == version
+    for key in ("test_t2v_r1", "test_v2t_r1", "test_t2v_r5", "test_direction_acc", "test_t2v_r1_meanpool",
+                "base_t2v_r1", "test_zeroshot_movement_acc"):
+        assert 0.0 <= run.data.metrics[key] <= 1.0, key
+    assert len(client.get_metric_history(run.info.run_id, "epoch_loss")) == 2
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "confusion")}
+    assert "confusion/confusion_movement.png" in artifacts
+    (model_version,) = client.search_model_versions("name='CameraCLIP'")
+    assert model_version.run_id == run.info.run_id and model_version.tags[TAG_DATASET_VERSION] == version
+
+    clip = next(landing.glob("*.mp4"))
+    env = {**os.environ, "CINEPIPE_HOME": str(home)}
+    proc = subprocess.run([sys.executable, "-m", "cinepipe.cli", "clip", "classify", str(clip), "--json"],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert set(out) >= {"framing", "angle", "movement"} and out["model"]["version"] == str(model_version.version)
+    assert out["movement"]["top"] in out["movement"]["scores"]
+    proc = subprocess.run([sys.executable, "-m", "cinepipe.cli", "clip", "score", str(clip), "the camera pans left",
+                           "a close-up of a person", "--json"], capture_output=True, text=True, env=env, cwd=REPO,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert [s["caption"] for s in json.loads(proc.stdout)["scores"]] == ["the camera pans left",
+                                                                         "a close-up of a person"]
+
+
+KILLED_TRAINING = """
+import os, sys
+os.environ["DAGSTER_HOME"] = sys.argv[1] + "/dagster"
+from dagster import DagsterInstance
+from assets_defs.definitions import build_definitions
+defs = build_definitions(home=sys.argv[1], landing=sys.argv[2])
+defs.resolve_job_def("train_camera_clip").execute_in_process(
+    instance=DagsterInstance.get(), run_config={"ops": {"camera_clip": {"config": {"epochs": 40}}}})
+"""
+
+
+def test_a_killed_training_resumes_in_the_same_mlflow_run(dataset_home):
+    home, landing = dataset_home
+    before = set((home / "models" / "camera_clip").glob("*"))
+    proc = subprocess.Popen([sys.executable, "-c", KILLED_TRAINING, str(home), str(landing)], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    checkpoints = []
+    while time.time() < deadline and not checkpoints:
+        checkpoints = [p for p in (home / "models" / "camera_clip").glob("*/temporal.ckpt") if p.parent not in before]
+        time.sleep(0.5)
+    assert checkpoints, "training never wrote a checkpoint"
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    work = checkpoints[0].parent
+    run_id = (work / "mlflow_run_id").read_text().strip()
+    client = MlflowClient(Tracker.for_home(home).tracking_uri)
+    assert client.get_run(run_id).info.status == "RUNNING"  # what a kill leaves behind
+
+    result = _materialize(home, landing, epochs=40)
+    assert result.success
+    meta = result.asset_materializations_for_node("camera_clip")[0].metadata
+    assert meta["mlflow_run_id"].value == run_id
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["cinepipe.resumed"] == "true"
+    epochs = [m.step for m in client.get_metric_history(run_id, "epoch_loss")]
+    assert sorted(set(epochs)) == list(range(1, 41))  # every epoch once: the resumed part did not start over
