@@ -369,10 +369,13 @@ class ProxySpec:
 
     max_side: int = 480  # the longer side of the proxy, in pixels
     max_fps: float = 60.0  # films above this rate are resampled down to it
-    crf: int = 20
+    crf: int = 23
     # Skip H.264/HEVC deblocking while decoding the source: about a third of the decoding cost, and invisible
     # once the picture is scaled down by 2x or more for analysis. Set False to decode bit-exactly.
     skip_loop_filter: bool = True
+    # Let the decoder use its non-bit-exact speed-ups (-flags2 +fast): ~9 % of the pass on 720p H.264, invisible
+    # at proxy size.
+    fast_decode: bool = True
 
     def size_for(self, width: int, height: int) -> tuple[int, int]:
         scale = min(1.0, self.max_side / max(width, height))
@@ -423,6 +426,7 @@ def make_proxy(probed: ProbeResult, out_path: str | os.PathLike, spec: ProxySpec
     normalise = normalise_filter(width, height, fps)
     downscale = max(probed.width, probed.height) / max(width, height)
     decode_opts = ["-skip_loop_filter", "all"] if spec.skip_loop_filter and downscale >= 2 else []
+    decode_opts += ["-flags2", "+fast"] if spec.fast_decode else []
     encode = ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "fastdecode", "-crf", str(spec.crf),
               "-pix_fmt", "yuv420p", "-g", str(max(1, int(round(float(fps)))) * 2), "-movflags", "+faststart"]
     with atomic_path(out_path) as tmp:

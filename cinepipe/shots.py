@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -106,13 +107,31 @@ def fade_ramps(luma: np.ndarray, black: float, reach: int) -> list[tuple[int, in
     return out
 
 
+class _AdaptiveDetector(AdaptiveDetector):
+    """PySceneDetect's AdaptiveDetector with its content score computed by OpenCV (saturating absdiff on uint8 and
+    a per-channel mean) instead of int32 numpy arrays: the same numbers, a fraction of the CPU. Used only in the
+    configuration it reproduces exactly (no edge weight, no stats manager); otherwise the original runs."""
+
+    def _calculate_frame_score(self, timecode: FrameTimecode, frame_img: np.ndarray) -> float:
+        weights = self._weights
+        if weights.delta_edges > 0.0 or self.stats_manager is not None:
+            return super()._calculate_frame_score(timecode, frame_img)
+        hsv = cv2.cvtColor(frame_img, cv2.COLOR_BGR2HSV)
+        last, self._last_hsv = getattr(self, "_last_hsv", None), hsv
+        if last is None:
+            return 0.0
+        hue, sat, lum = cv2.mean(cv2.absdiff(hsv, last))[:3]
+        total = abs(weights.delta_hue) + abs(weights.delta_sat) + abs(weights.delta_lum) + abs(weights.delta_edges)
+        return (hue * weights.delta_hue + sat * weights.delta_sat + lum * weights.delta_lum) / total
+
+
 class ShotDetector:
     """PySceneDetect's adaptive (cuts) and threshold (fades) detectors, fed one BGR frame at a time."""
 
     def __init__(self, fps: float, settings: ShotSettings = ShotSettings()):
         self.fps, self.settings = fps, settings
         self.min_len = max(1, int(round(settings.min_shot_s * fps)))
-        self._adaptive = AdaptiveDetector(adaptive_threshold=settings.adaptive_threshold, min_scene_len=self.min_len,
+        self._adaptive = _AdaptiveDetector(adaptive_threshold=settings.adaptive_threshold, min_scene_len=self.min_len,
                                           window_width=settings.window_width,
                                           min_content_val=settings.min_content_val)
         self._threshold = ThresholdDetector(threshold=settings.fade_threshold, min_scene_len=self.min_len,
@@ -123,7 +142,7 @@ class ShotDetector:
 
     def push(self, frame: np.ndarray) -> None:
         tc = FrameTimecode(len(self._luma), fps=self.fps)
-        self._luma.append(float(frame.mean()))
+        self._luma.append(float(np.mean(cv2.mean(frame)[:frame.shape[2] if frame.ndim == 3 else 1])))
         self._cuts += [c.frame_num for c in self._adaptive.process_frame(tc, frame)]
         self._fades += [c.frame_num for c in self._threshold.process_frame(tc, frame)]
 
