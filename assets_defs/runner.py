@@ -50,6 +50,14 @@ def _failure_lines(result) -> list[str]:
     return lines
 
 
+def _execute(defs, job_name: str, instance, run_config: dict):
+    """Run an unpartitioned job in this process; returns (result, seconds)."""
+    started = time.perf_counter()
+    result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False,
+                                                                run_config=run_config)
+    return result, time.perf_counter() - started
+
+
 def _report_failure(result, title: str, prefix: str, took: float, echo: Callable[[str], None]) -> list[str]:
     """Echo a failed run's title and its one-line reasons; return them, prefixed, for the final summary."""
     lines = _failure_lines(result) or ["failed"]
@@ -114,10 +122,7 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
             failures += _report_failure(result, f"[{i}/{len(films)}] {source.name} ({film_id})",
                                         f"{source.name} ({film_id})", took, echo)
     # the dataset, from every film that made it (films that failed are left out and named in its metadata)
-    started = time.perf_counter()
-    result = defs.resolve_job_def("build_dataset").execute_in_process(instance=instance, raise_on_error=False,
-                                                                       run_config=QUIET)
-    took = time.perf_counter() - started
+    result, took = _execute(defs, "build_dataset", instance, QUIET)
     if result.success:
         meta = _materialization_metadata(result, "cinematic2k")
         echo(f"cinematic2k {meta.get('dataset_version', '?')}: {meta.get('dagster/row_count', '?')} shots "
@@ -128,12 +133,9 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
     else:
         failures += _report_failure(result, "cinematic2k", "dataset", took, echo)
     if result.success:  # CameraCLIP on the new dataset version
-        started = time.perf_counter()
         echo("training CameraCLIP (the order-aware model and the mean-pooling baseline)")
         config = {**QUIET, "ops": {"camera_clip": {"config": clip_config or {}}}}
-        result = defs.resolve_job_def("train_camera_clip").execute_in_process(instance=instance, raise_on_error=False,
-                                                                           run_config=config)
-        took = time.perf_counter() - started
+        result, took = _execute(defs, "train_camera_clip", instance, config)
         if result.success:
             meta = _materialization_metadata(result, "camera_clip")
             echo(f"camera_clip: {meta.get('model', '?')} in {took:.1f} s: text->video R@1 "
