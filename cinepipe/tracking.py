@@ -210,3 +210,6 @@ class TrackedRun:
             target = Path(tmp) / file_name
             figure.savefig(target, dpi=110, bbox_inches="tight")
             self.log_artifact(target, artifact_path)
+        import matplotlib.pyplot as plt
+
+        plt.close(figure)  # pyplot keeps every figure it made until closed
