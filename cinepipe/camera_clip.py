@@ -88,7 +88,7 @@ def train_and_evaluate(table: pd.DataFrame, version: str, work_dir: Path, cache_
     predictions: dict = {}
     variants = [("temporal", settings.model)]
     if settings.compare_mean_pooling:
-        variants.append(("mean", replace(settings.model, pooling="mean")))
+        variants.append(("mean", replace(settings.model, pooling="mean", motion_input=False)))
     for name, model_settings in variants:
         _seeded(settings.training.seed)
         model, tokenizer = build_model(model_settings, device)

@@ -14,6 +14,10 @@ embeddings are then pooled over time:
   module leaves a pretrained CLIP exactly as it was (mean pooling) and training only adds what order tells.
 - ``pooling="mean"``: the mean of the frame embeddings (the baseline to compare with).
 
+With temporal pooling, ``motion_input`` (default on) adds a small CNN over the grey frames and their consecutive
+differences (``MotionEncoder``), also through a zero-initialised projection: camera movement is in how the picture
+changes between frames, which single-frame embeddings carry only indirectly.
+
 Everything is device-agnostic: ``default_device()`` picks CUDA when present, the CPU otherwise.
 """
 
@@ -55,6 +59,7 @@ class ClipModelSettings:
     pooling: str = "temporal"  # "temporal" (order-aware) or "mean"
     temporal_layers: int = 2
     temporal_heads: int = 4
+    motion_input: bool = True  # with temporal pooling: a small CNN over the grey frames and their differences
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -85,6 +90,28 @@ class TemporalPool(nn.Module):
         return frames.mean(1) + self.out(self.encoder(tokens)[:, 0])
 
 
+class MotionEncoder(nn.Module):
+    """The clip's grey frames and consecutive differences stacked as channels [B, 2T-1, H, W] -> a small CNN ->
+    an embedding, added through a zero-initialised projection. Channel order is time order, and a kernel that
+    spans frame t and t+1 sees which way the picture moved: direct evidence of pan left versus right, zoom in
+    versus out, that embeddings of single frames only carry indirectly."""
+
+    def __init__(self, frames: int, dim: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(2 * frames - 1, 48, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(48, 96, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(96, 128, 3, stride=2, padding=1), nn.GELU(),
+            nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(128 * 16, dim), nn.GELU())
+        self.out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        grey = video.mean(2)  # [B, T, H, W], normalised
+        return self.out(self.net(torch.cat([grey, grey[:, 1:] - grey[:, :-1]], 1)))
+
+
 class CameraClip(nn.Module):
     """open_clip's CLIP with a video encoder. ``encode_video`` takes float frames [B, T, 3, H, W], already
     normalised with ``mean``/``std``; ``encode_text`` takes token ids [B, L]. Both return unit vectors."""
@@ -100,6 +127,8 @@ class CameraClip(nn.Module):
             else clip.visual.output_dim
         self.temporal = TemporalPool(dim, settings.frames, settings.temporal_layers, settings.temporal_heads) \
             if settings.pooling == "temporal" else None
+        self.motion = MotionEncoder(settings.frames, dim) \
+            if settings.pooling == "temporal" and settings.motion_input else None
 
     @property
     def logit_scale(self) -> torch.Tensor:
@@ -114,6 +143,8 @@ class CameraClip(nn.Module):
         b, t = video.shape[:2]
         per_frame = self.clip.encode_image(video.flatten(0, 1)).view(b, t, -1)
         pooled = self.temporal(per_frame) if self.temporal is not None else per_frame.mean(1)
+        if self.motion is not None:
+            pooled = pooled + self.motion(video)
         return F.normalize(pooled, dim=-1)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
