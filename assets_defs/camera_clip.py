@@ -13,10 +13,7 @@ from assets_defs.ingestion import _failure
 from assets_defs.labelling import cinematic2k
 from assets_defs.resources import CinepipeHome, MlflowTracking
 from cinepipe import dataset as c2k
-from cinepipe.camera_clip import CameraClipSettings, train_and_evaluate
-from cinepipe.clip_model import ClipModelSettings
-from cinepipe.clip_scorer import MODEL_NAME, register
-from cinepipe.clip_train import TrainSettings
+from cinepipe.clip_settings import CameraClipSettings, ClipModelSettings, TrainSettings
 from cinepipe.figures import confusion_figure
 from cinepipe.labels import FAMILIES
 from cinepipe.taxonomy import TAXONOMY
@@ -58,6 +55,9 @@ def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: 
     latest Cinematic2K version's train split and evaluated on its test split (films never seen in training),
     against the untrained model and against mean pooling; registered as a new ``CameraCLIP`` model version.
     A killed training resumes from its last epoch, in the same MLflow run."""
+    from cinepipe.camera_clip import train_and_evaluate  # torch: imported when a training runs, not at load
+    from cinepipe.clip_scorer import MODEL_NAME, register
+
     version = c2k.latest_version(home.path)
     if version is None:
         raise _failure(c2k.DatasetError("no Cinematic2K version yet: materialize cinematic2k first"))

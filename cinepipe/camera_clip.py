@@ -20,17 +20,10 @@ import torch
 
 from cinepipe.clip_data import FrameCache, build_frame_cache, label_key
 from cinepipe.clip_eval import direction_test, retrieval_metrics, zero_shot
-from cinepipe.clip_model import CameraClip, ClipModelSettings, build_model, save_checkpoint
-from cinepipe.clip_train import TrainSettings, embed_videos, text_encoder, train
+from cinepipe.clip_model import CameraClip, build_model, save_checkpoint
+from cinepipe.clip_settings import CameraClipSettings, ClipModelSettings
+from cinepipe.clip_train import embed_videos, text_encoder, train
 from cinepipe.labels import FAMILIES
-
-
-@dataclass(frozen=True)
-class CameraClipSettings:
-    model: ClipModelSettings = ClipModelSettings()
-    training: TrainSettings = TrainSettings()
-    compare_mean_pooling: bool = True
-    cache_workers: int = 2
 
 
 @dataclass

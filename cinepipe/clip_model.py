@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cinepipe.clip_settings import ClipModelSettings
+
 CONFIG_DIR = Path(__file__).parent / "data" / "open_clip"
-TINY = "cinepipe-tiny"
-POOLINGS = ("temporal", "mean")
 
 
 @lru_cache(maxsize=1)
@@ -49,23 +49,6 @@ def register_configs() -> list[str]:
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-@dataclass(frozen=True)
-class ClipModelSettings:
-    arch: str = TINY  # an open_clip architecture name, or cinepipe-tiny
-    pretrained: str | None = None  # a local open_clip checkpoint file (real use); None: fresh weights
-    frames: int = 8  # frames sampled per clip
-    pooling: str = "temporal"  # "temporal" (order-aware) or "mean"
-    temporal_layers: int = 2
-    temporal_heads: int = 4
-    motion_input: bool = True  # with temporal pooling: a small CNN over the grey frames and their differences
-
-    def __post_init__(self):
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
-        if self.pretrained and not Path(self.pretrained).is_file():
-            raise FileNotFoundError(f"{self.pretrained}: no such checkpoint file (CameraCLIP loads local files only)")
 
 
 class TemporalPool(nn.Module):

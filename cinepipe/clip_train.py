@@ -23,20 +23,8 @@ import torch
 from cinepipe.captions import caption
 from cinepipe.clip_data import FrameCache, label_key, unique_label_batches
 from cinepipe.clip_model import CameraClip
+from cinepipe.clip_settings import TrainSettings
 from cinepipe.media import atomic_path
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 40
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_fraction: float = 0.1
-    grad_accum: int = 1
-    seed: int = 0
-    caption_variants: bool = True
-    mixed_precision: bool = True  # used only on CUDA
 
 
 @dataclass

@@ -7,8 +7,9 @@ import torch
 
 from cinepipe.clip_data import build_frame_cache, sample_positions, unique_label_batches
 from cinepipe.clip_eval import retrieval_metrics
-from cinepipe.clip_model import ClipModelSettings, build_model, load_checkpoint, save_checkpoint
-from cinepipe.clip_train import TrainSettings, lr_factor, train
+from cinepipe.clip_model import build_model, load_checkpoint, save_checkpoint
+from cinepipe.clip_settings import ClipModelSettings, TrainSettings
+from cinepipe.clip_train import lr_factor, train
 from media_fixtures import _ff
 
 

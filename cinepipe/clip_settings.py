@@ -1,0 +1,48 @@
+"""CameraCLIP's settings, in a module without torch, so the Dagster layer can build its config from them without
+importing torch when the code location loads (torch is imported only when a training runs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+TINY = "cinepipe-tiny"
+POOLINGS = ("temporal", "mean")
+
+
+@dataclass(frozen=True)
+class ClipModelSettings:
+    arch: str = TINY  # an open_clip architecture name, or cinepipe-tiny
+    pretrained: str | None = None  # a local open_clip checkpoint file (real use); None: fresh weights
+    frames: int = 8  # frames sampled per clip
+    pooling: str = "temporal"  # "temporal" (order-aware) or "mean"
+    temporal_layers: int = 2
+    temporal_heads: int = 4
+    motion_input: bool = True  # with temporal pooling: a small CNN over the grey frames and their differences
+
+    def __post_init__(self):
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
+        if self.pretrained and not Path(self.pretrained).is_file():
+            raise FileNotFoundError(f"{self.pretrained}: no such checkpoint file (CameraCLIP loads local files only)")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: int = 40
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    grad_accum: int = 1
+    seed: int = 0
+    caption_variants: bool = True
+    mixed_precision: bool = True  # used only on CUDA
+
+
+@dataclass(frozen=True)
+class CameraClipSettings:
+    model: ClipModelSettings = ClipModelSettings()
+    training: TrainSettings = TrainSettings()
+    compare_mean_pooling: bool = True
+    cache_workers: int = 2
