@@ -47,7 +47,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from cinepipe.label_types import Label
+from cinepipe.label_types import Label, bgr_at_height
 
 VERSION = 2
 LABELLER = f"auto:angle@{VERSION}"
@@ -157,19 +157,9 @@ def _sky(bgr: np.ndarray) -> np.ndarray:
     return (h >= 95) & (h <= 125) & (s >= 45) & (v >= 130)
 
 
-def _prepare(frame: np.ndarray, settings: AngleSettings) -> np.ndarray:
-    if frame.ndim == 2:
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    h, w = frame.shape[:2]
-    if h != settings.analysis_height:
-        s = settings.analysis_height / h
-        frame = cv2.resize(frame, (max(1, round(w * s)), settings.analysis_height), interpolation=cv2.INTER_AREA)
-    return frame
-
-
 def measure_frame(frame: np.ndarray, settings: AngleSettings = AngleSettings(), seed: int = 0) -> dict:
     """Per-frame measures: pitch/roll from the verticals (or None), segment count, sky share and extent."""
-    bgr = _prepare(frame, settings)
+    bgr = bgr_at_height(frame, settings.analysis_height)
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     h, w = grey.shape
     focal = (w / 2) / math.tan(math.radians(settings.nominal_hfov_deg) / 2)
@@ -190,7 +180,7 @@ def measure_frame(frame: np.ndarray, settings: AngleSettings = AngleSettings(), 
 def _cross_family(frame: np.ndarray, settings: AngleSettings, seed: int = 0) -> float | None:
     """The convergence of the near-horizontal lines, as the pitch their vanishing point would mean (degrees, 0 when
     parallel), from the transposed frame; None without enough such lines."""
-    grey = np.ascontiguousarray(cv2.cvtColor(_prepare(frame, settings), cv2.COLOR_BGR2GRAY).T)
+    grey = np.ascontiguousarray(cv2.cvtColor(bgr_at_height(frame, settings.analysis_height), cv2.COLOR_BGR2GRAY).T)
     h, w = grey.shape
     focal = (h / 2) / math.tan(math.radians(settings.nominal_hfov_deg) / 2)
     vp = _vanishing(_segments(grey, settings), np.array([w / 2, h / 2]), settings, np.random.default_rng(seed))

@@ -87,7 +87,7 @@ def cmd_motion(args) -> int:
 def cmd_label(args) -> int:
     import pandas as pd
 
-    from cinepipe.labelling import label_shots
+    from cinepipe.labelling import label_rows, label_shots
     from cinepipe.labels import read_human_labels, resolve, resolve_human_labels
     from cinepipe.media import probe
     from cinepipe.shots import split_film
@@ -102,9 +102,7 @@ def cmd_label(args) -> int:
                                "end_s": s["end_s"]} for s in labelled])
         names = {probed.film_id: [Path(probed.path).name]}
         rows = [resolve_human_labels(h, shots, names)[0] for h in human]
-        auto = pd.DataFrame([(s["shot_id"], f, e["value"], e["confidence"], e["source"])
-                             for s in labelled for f, e in s["labels"].items()], columns=rows[0].columns)
-        final = resolve(pd.concat([auto, *rows], ignore_index=True))
+        final = resolve(pd.concat([label_rows(labelled), *rows], ignore_index=True))
         for s in labelled:
             for r in final[final["shot_id"] == s["shot_id"]].itertuples():
                 s["labels"][r.family] = {"value": r.value, "confidence": float(r.confidence), "source": r.source}

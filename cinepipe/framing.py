@@ -31,10 +31,10 @@ The frames are searched, cheapest detector first, and the search stops as soon a
    height, about ``fullbody_pad`` body heights): a long shot; weak unless a second frame confirms it.
 
 Per shot, a measure is kept only if frames agree (at least ``min_frames`` frames and more than half of those where
-something was found, sizes within a factor ``size_spread`` of the median): one stray detection does not label a shot. The median head
-(or body) fraction is then compared with the boundaries below (geometric midpoints between the classes); the
-confidence falls as the measure nears a boundary, and with the share of frames that agree. When nothing is found
-the label is ``None`` (unknown); no framing is guessed from the absence of a subject.
+something was found, sizes within a factor ``size_spread`` of the median): one stray detection does not label a
+shot. The median head (or body) fraction is then compared with the boundaries below (geometric midpoints between
+the classes); the confidence falls as the measure nears a boundary, and with the share of frames that agree. When
+nothing is found the label is ``None`` (unknown); no framing is guessed from the absence of a subject.
 
 Frames are BGR uint8 arrays of any size (the pipeline hands proxy frames, long side 480 px). ``details`` holds the
 measured ``head_frac`` or ``body_frac``, the detector that decided, and per-frame counts.
@@ -49,7 +49,7 @@ from functools import cache, lru_cache
 import cv2
 import numpy as np
 
-from cinepipe.label_types import Label
+from cinepipe.label_types import Label, bgr_at_height
 from cinepipe.taxonomy import TAXONOMY
 
 VERSION = 2
@@ -162,8 +162,8 @@ def _eyes(grey: np.ndarray, settings: FramingSettings) -> float | None:
 
 def _upper_body(grey: np.ndarray, settings: FramingSettings) -> float | None:
     """Height of the largest head-and-shoulders box (``haarcascade_upperbody``) / frame height, or None."""
-    boxes = _cascade("haarcascade_upperbody.xml").detectMultiScale(grey, scaleFactor=settings.fallback_step, minNeighbors=3,
-                                                                   minSize=(22, 18))
+    boxes = _cascade("haarcascade_upperbody.xml").detectMultiScale(grey, scaleFactor=settings.fallback_step,
+                                                                   minNeighbors=3, minSize=(22, 18))
     return None if len(boxes) == 0 else float(max(b[3] for b in boxes)) / grey.shape[0]
 
 
@@ -172,8 +172,9 @@ def _whole_figure(grey: np.ndarray, settings: FramingSettings) -> float | None:
     frame height) / frame height, or None."""
     h = grey.shape[0]
     top = max(29, int(settings.fullbody_max * h))
-    boxes = _cascade("haarcascade_fullbody.xml").detectMultiScale(grey, scaleFactor=settings.fallback_step, minNeighbors=2,
-                                                                  minSize=(14, 28), maxSize=(top // 2, top))
+    boxes = _cascade("haarcascade_fullbody.xml").detectMultiScale(grey, scaleFactor=settings.fallback_step,
+                                                                  minNeighbors=2, minSize=(14, 28),
+                                                                  maxSize=(top // 2, top))
     return None if len(boxes) == 0 else float(max(b[3] for b in boxes)) / h
 
 
@@ -189,16 +190,6 @@ def _bodies(bgr: np.ndarray, scale: float = 1.0, hog_scale: float = 1.08) -> lis
         inside = y > 0.01 * h and y + bh < 0.99 * h
         out.append((float(bh) / h, bool(inside)))
     return out
-
-
-def _prepare(frame: np.ndarray, settings: FramingSettings) -> np.ndarray:
-    if frame.ndim == 2:
-        frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-    h, w = frame.shape[:2]
-    if h != settings.analysis_height:
-        s = settings.analysis_height / h
-        frame = cv2.resize(frame, (max(1, round(w * s)), settings.analysis_height), interpolation=cv2.INTER_AREA)
-    return frame
 
 
 def _agreeing(values: list[float], settings: FramingSettings) -> list[float]:
@@ -257,7 +248,7 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
 
     def prep(i: int) -> tuple:
         if i not in prepared:
-            bgr = _prepare(frames[i], settings)
+            bgr = bgr_at_height(frames[i], settings.analysis_height)
             grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
             size = (max(1, round(grey.shape[1] * settings.face_scale)),
                     max(1, round(grey.shape[0] * settings.face_scale)))
