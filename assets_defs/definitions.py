@@ -4,7 +4,9 @@ from dagster import Definitions
 
 from assets_defs.ingestion import INGESTION_ASSETS
 from assets_defs.camera_clip import CAMERA_CLIP_ASSETS
-from assets_defs.jobs import camera_clip_job, dataset_job, ingest_job
+from assets_defs.camera_diff import CAMERA_DIFF_ASSETS
+from assets_defs.jobs import (base_video_job, camera_clip_job, camera_diff_summary_job, dataset_job, ingest_job,
+                              lora_job)
 from assets_defs.labelling import LABELLING_ASSETS
 from assets_defs.resources import CinepipeHome, MlflowTracking
 from assets_defs.sensors import landing_sensor
@@ -14,8 +16,8 @@ from cinepipe.home import default_home
 def build_definitions(home: str | None = None, landing: str | None = None) -> Definitions:
     home = home or str(default_home())
     return Definitions(
-        assets=[*INGESTION_ASSETS, *LABELLING_ASSETS, *CAMERA_CLIP_ASSETS],
-        jobs=[ingest_job, dataset_job, camera_clip_job],
+        assets=[*INGESTION_ASSETS, *LABELLING_ASSETS, *CAMERA_CLIP_ASSETS, *CAMERA_DIFF_ASSETS],
+        jobs=[ingest_job, dataset_job, camera_clip_job, base_video_job, lora_job, camera_diff_summary_job],
         sensors=[landing_sensor],
         resources={
             "home": CinepipeHome(home=home, landing=landing or ""),

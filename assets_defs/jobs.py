@@ -19,3 +19,21 @@ camera_clip_job = define_asset_job(
     selection=AssetSelection.assets("camera_clip"),
     description="Train, evaluate and register CameraCLIP on the latest Cinematic2K version.",
 )
+
+base_video_job = define_asset_job(
+    "train_base_video_model",
+    selection=AssetSelection.assets("base_video_model"),
+    description="Train (or take) CameraDiff's text-to-video base on the latest Cinematic2K version.",
+)
+
+lora_job = define_asset_job(
+    "train_camera_diff_lora",
+    selection=AssetSelection.assets("camera_diff_lora"),
+    description="Train, evaluate and register one pattern's LoRA (one run per pattern partition).",
+)
+
+camera_diff_summary_job = define_asset_job(
+    "summarize_camera_diff",
+    selection=AssetSelection.assets("camera_diff_summary"),
+    description="Collect every pattern's LoRA figures in one table.",
+)

@@ -50,11 +50,11 @@ def _failure_lines(result) -> list[str]:
     return lines
 
 
-def _execute(defs, job_name: str, instance, run_config: dict):
+def _execute(defs, job_name: str, instance, run_config: dict, tags: Optional[dict] = None):
     """Run an unpartitioned job in this process; returns (result, seconds)."""
     started = time.perf_counter()
     result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False,
-                                                                run_config=run_config)
+                                                                run_config=run_config, tags=tags)
     return result, time.perf_counter() - started
 
 
@@ -75,8 +75,89 @@ def _materialization_metadata(result, asset: str) -> dict:
     return {}
 
 
+def _materialize_lora(home: str, landing: str, pattern: str, run_config: dict, tags: dict) -> dict:
+    """One LoRA partition in a worker process (the parent's DAGSTER_HOME is inherited)."""
+    from dagster import DagsterInstance
+
+    from assets_defs.definitions import build_definitions
+
+    defs = build_definitions(home=home, landing=landing)
+    started = time.perf_counter()
+    result = defs.resolve_job_def("train_camera_diff_lora").execute_in_process(
+        partition_key=pattern, instance=DagsterInstance.get(), raise_on_error=False, run_config=run_config,
+        tags=tags)
+    took = time.perf_counter() - started
+    meta = _materialization_metadata(result, "camera_diff_lora") if result.success else {}
+    return {"pattern": pattern, "success": result.success, "seconds": took,
+            "failures": [] if result.success else (_failure_lines(result) or ["failed"]),
+            "metadata": {k: v for k, v in meta.items() if isinstance(v, (int, float, str)) and len(str(v)) < 200}}
+
+
+def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[str], None],
+                    base_config: Optional[dict] = None, lora_config: Optional[dict] = None,
+                    workers: int = 2) -> list[str]:
+    """The base, the twenty LoRA partitions (``workers`` at a time, each in its own process with its share of the
+    cores) and the summary, under one MLflow run for the LoRA set. Returns the failure lines."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from assets_defs.camera_diff import LORA_SET_TAG
+    from cinepipe.camera_diff import current_base
+    from cinepipe.taxonomy import TAXONOMY
+    from cinepipe.tracking import Tracker
+
+    failures: list[str] = []
+    echo("training CameraDiff's base video model")
+    result, took = _execute(defs, "train_base_video_model", instance,
+                            {**QUIET, "ops": {"base_video_model": {"config": base_config or {}}}})
+    if not result.success:
+        return _report_failure(result, "base_video_model", "base_video_model", took, echo)
+    meta = _materialization_metadata(result, "base_video_model")
+    echo(f"base_video_model: {meta.get('model', '?')} in {took:.1f} s (final loss {meta.get('final_loss')})")
+    base = current_base(home)
+    patterns = list(TAXONOMY.patterns)
+    workers = max(1, min(workers, len(patterns)))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    run_config = {**QUIET, "ops": {"camera_diff_lora": {"config": {"torch_threads": threads,
+                                                                    **(lora_config or {})}}}}
+    tracker = Tracker.for_home(home)
+    echo(f"training {len(patterns)} LoRAs, {workers} at a time")
+    started = time.perf_counter()
+    with tracker.start_run(f"camera_diff_lora set {base['dataset_version']}",
+                           {"dagster.asset_key": "camera_diff_lora", "cinepipe.dataset_version": base["dataset_version"],
+                            "cinepipe.base_model": base.get("model_version"), "cinepipe.lora_set": "true"}) as parent:
+        tags = {LORA_SET_TAG: parent.run_id}
+        context = multiprocessing.get_context("spawn")  # no fork after torch has started its threads
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = [pool.submit(_materialize_lora, str(home), str(landing), p, run_config, tags) for p in patterns]
+            for i, future in enumerate(as_completed(futures), 1):
+                done = future.result()
+                m = done["metadata"]
+                if done["success"]:
+                    figures = ", ".join(f"{k} {m[k]:.2f}" for k in ("motion_control_acc", "motion_control_acc_base",
+                                                                      "cameraclip_pattern_acc") if k in m)
+                    echo(f"  [{i}/{len(patterns)}] {done['pattern']}: ok in {done['seconds']:.1f} s"
+                         + (f" ({figures})" if figures else ""))
+                else:
+                    echo(f"  [{i}/{len(patterns)}] {done['pattern']}: FAILED in {done['seconds']:.1f} s")
+                    for line in done["failures"]:
+                        echo(f"      {line}")
+                    failures += [f"camera_diff_lora[{done['pattern']}] {line}" for line in done["failures"]]
+        parent.log_metrics({"seconds": time.perf_counter() - started, "workers": workers,
+                            "failed_partitions": len(failures)})
+        result, took = _execute(defs, "summarize_camera_diff", instance, QUIET, tags)
+    if result.success:
+        meta = _materialization_metadata(result, "camera_diff_summary")
+        echo(f"camera_diff_summary: motion control {meta.get('motion_control_acc_mean', float('nan')):.2f} with "
+             f"the LoRAs vs {meta.get('motion_control_acc_base_mean', float('nan')):.2f} without (movements)")
+    else:
+        failures += _report_failure(result, "camera_diff_summary", "camera_diff_summary", took, echo)
+    return failures
+
+
 def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[dict] = None,
-            echo: Callable[[str], None] = print, clip_config: Optional[dict] = None) -> int:
+            echo: Callable[[str], None] = print, clip_config: Optional[dict] = None,
+            diffusion: Optional[dict] = None) -> int:
     """Materialize the whole graph; return 0 if everything succeeded, 1 if any asset failed (each one named)."""
     home = Path(home).absolute()
     home.mkdir(parents=True, exist_ok=True)
@@ -144,6 +225,9 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
                  f"{meta.get('test_direction_acc', float('nan')):.2f}")
         else:
             failures += _report_failure(result, "camera_clip", "camera_clip", took, echo)
+    if not any(line.startswith("dataset") for line in failures) and (diffusion or {}).get("enabled", True):
+        failures += run_camera_diff(defs, instance, home, landing, echo, (diffusion or {}).get("base"),
+                                    (diffusion or {}).get("lora"), (diffusion or {}).get("workers", 2))
     if failures:
         print(f"cinepipe run: {len(failures)} asset(s) failed:", file=sys.stderr)
         for line in failures:

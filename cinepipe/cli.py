@@ -183,7 +183,35 @@ def cmd_run(args) -> int:
     if args.shots_per_film:
         reel["shots_per_film"] = args.shots_per_film
     clip = {"epochs": args.clip_epochs} if args.clip_epochs else {}
-    return run_all(home, Path(landing) if landing else None, reel, clip_config=clip)
+    diffusion = {"enabled": not args.no_camera_diff, "workers": args.lora_workers,
+                 "base": {"steps": args.base_steps} if args.base_steps is not None else {},
+                 "lora": {k: v for k, v in (("steps", args.lora_steps), ("eval_samples", args.eval_samples))
+                          if v is not None}}
+    return run_all(home, Path(landing) if landing else None, reel, clip_config=clip, diffusion=diffusion)
+
+
+def cmd_generate(args) -> int:
+    from cinepipe.camera_diff import CameraDiffError, activate, load_registered, write_video
+    from cinepipe.diffusion_settings import GenerationSettings
+    from cinepipe.home import default_home
+    from cinepipe.tracking import Tracker
+
+    home = Path(args.home).absolute() if args.home else default_home()
+    try:
+        model, loaded = load_registered(Tracker.for_home(home), args.pattern, args.base_version)
+    except (LookupError, CameraDiffError) as err:
+        print(f"cinepipe: error: {err}", file=sys.stderr)
+        return 2
+    weight = args.weight if args.weight is not None else 1.0
+    activate(model, {p: weight for p in dict.fromkeys(args.pattern)})
+    video = model.sample([args.prompt], [args.seed], GenerationSettings(steps=args.steps,
+                                                                         guidance_scale=args.guidance))[0]
+    write_video(Path(args.out), video, model.format.fps, scale=args.scale)
+    print(json.dumps({"out": str(args.out), "models": loaded, "frames": int(video.shape[0]),
+                      "size": int(video.shape[1]), "denoiser_calls": model.calls}) if args.json else
+          f"wrote {args.out} ({video.shape[0]} frames; base {loaded['base']}, "
+          + ", ".join(f"{p} v{v}" for p, v in loaded.items() if p != "base") + ")")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,7 +275,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--films", type=int, help="number of reel films (default 6)")
     p.add_argument("--shots-per-film", type=int, help="shots per reel film (default 8)")
     p.add_argument("--clip-epochs", type=int, help="CameraCLIP training epochs (default: the asset's, 40)")
+    p.add_argument("--base-steps", type=int, help="CameraDiff base model training steps (default: the asset's)")
+    p.add_argument("--lora-steps", type=int, help="training steps per LoRA (default: the asset's)")
+    p.add_argument("--eval-samples", type=int, help="videos generated per LoRA evaluation (default: the asset's)")
+    p.add_argument("--lora-workers", type=int, default=2, help="LoRA partitions trained at once (default 2)")
+    p.add_argument("--no-camera-diff", action="store_true", help="stop after CameraCLIP")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("generate", help="a video from the registered CameraDiff base and pattern LoRAs")
+    p.add_argument("prompt")
+    p.add_argument("--pattern", action="append", default=[], help="a pattern whose LoRA is applied (repeatable)")
+    p.add_argument("--out", required=True, help="the MP4 to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20, help="denoising steps")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale (1: none)")
+    p.add_argument("--weight", type=float, help="every LoRA's weight (default 1)")
+    p.add_argument("--scale", type=int, default=4, help="upscale factor of the written video (nearest)")
+    p.add_argument("--base-version", help="CameraDiff-base version (default: the latest)")
+    p.add_argument("--home", help="overrides CINEPIPE_HOME (where the MLflow store is)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_generate)
     return parser
 
 

@@ -20,6 +20,7 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -70,14 +71,18 @@ def decode_clip(path: str, frames: int, size: int, total: int | None = None) -> 
     return np.stack(picked)
 
 
-def cache_path(root: Path, version: str, frames: int, size: int) -> Path:
-    return Path(root) / f"{version}-{frames}f-{size}px.npy"
+def cache_path(root: Path, version: str, frames: int, size: int, tag: str = "") -> Path:
+    return Path(root) / f"{version}-{frames}f-{size}px{tag}.npy"
 
 
 def build_frame_cache(table: pd.DataFrame, version: str, root: Path, frames: int, size: int,
-                      workers: int = 2) -> FrameCache:
-    """The frame cache of a dataset version (``table`` has shot_id and clip_path), built once."""
-    path = cache_path(root, version, frames, size)
+                      workers: int = 2, decode: Callable[[str, int | None], np.ndarray] | None = None,
+                      tag: str = "") -> FrameCache:
+    """The frame cache of a dataset version (``table`` has shot_id and clip_path), built once. ``decode(path,
+    total_frames)`` gives one clip's uint8 RGB frames [T, S, S, 3] (default: ``frames`` spread over the clip);
+    ``tag`` tells caches of other samplings apart."""
+    path = cache_path(root, version, frames, size, tag)
+    decode = decode or (lambda clip, total: decode_clip(clip, frames, size, total))
     index_path = path.with_suffix(".json")
     if path.exists() and index_path.exists():
         index = json.loads(index_path.read_text())
@@ -87,7 +92,7 @@ def build_frame_cache(table: pd.DataFrame, version: str, root: Path, frames: int
 
     def one(i: int):
         try:
-            return i, decode_clip(clips[i], frames, size, totals[i]), None
+            return i, decode(clips[i], totals[i]), None
         except (MediaError, OSError) as err:
             return i, None, str(err) if isinstance(err, MediaError) else f"{clips[i]}: {err}"
 

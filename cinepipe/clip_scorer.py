@@ -9,8 +9,6 @@ cosine similarities [B, K]. Text embeddings are cached, so the same prompts cost
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,8 @@ import torch.nn.functional as F
 from cinepipe.clip_data import decode_clip
 from cinepipe.clip_model import CameraClip, load_checkpoint
 from cinepipe.labels import FAMILIES
-from cinepipe.tracking import TAG_DATASET_VERSION, TrackedRun, Tracker
+from cinepipe.model_registry import download_model, latest_model_version, register_model
+from cinepipe.tracking import TrackedRun, Tracker
 
 MODEL_NAME = "CameraCLIP"
 ARTIFACT_DIR = "model"
@@ -29,27 +28,12 @@ CHECKPOINT_FILE = "camera_clip.pt"
 
 def register(run: TrackedRun, checkpoint: Path, dataset_version: str, tags: dict | None = None) -> str:
     """Log the checkpoint to ``run`` and register a new ``CameraCLIP`` version; returns the version number."""
-    client, tracker = run.tracker.client, run.tracker
-    run.log_artifact(checkpoint, ARTIFACT_DIR)
-    try:
-        tracker.call(client.get_registered_model, MODEL_NAME)
-    except Exception:  # noqa: BLE001 - not registered yet (or created meanwhile by another process)
-        try:
-            tracker.call(client.create_registered_model, MODEL_NAME,
-                         description="CameraCLIP: a video-text CLIP for shot framing, angle and camera movement")
-        except Exception:  # noqa: BLE001
-            tracker.call(client.get_registered_model, MODEL_NAME)
-    version = tracker.call(client.create_model_version, MODEL_NAME, source=f"runs:/{run.run_id}/{ARTIFACT_DIR}",
-                           run_id=run.run_id, tags={TAG_DATASET_VERSION: dataset_version, **(tags or {})})
-    return str(version.version)
+    return register_model(run, checkpoint, MODEL_NAME, ARTIFACT_DIR, dataset_version, tags,
+                          "CameraCLIP: a video-text CLIP for shot framing, angle and camera movement")
 
 
 def latest_version(tracker: Tracker) -> str | None:
-    try:
-        versions = tracker.call(tracker.client.search_model_versions, f"name='{MODEL_NAME}'")
-    except Exception:  # noqa: BLE001 - no registry entries at all
-        return None
-    return str(max(int(v.version) for v in versions)) if versions else None
+    return latest_model_version(tracker, MODEL_NAME)
 
 
 class ClipScorer:
@@ -69,16 +53,12 @@ class ClipScorer:
 
     @classmethod
     def from_registry(cls, tracker: Tracker, version: str | None = None, device: str | None = None) -> "ClipScorer":
-        version = version or latest_version(tracker)
-        if version is None:
-            raise LookupError(f"no {MODEL_NAME} model is registered in {tracker.tracking_uri} "
-                              "(materialize camera_clip first)")
-        mv = tracker.call(tracker.client.get_model_version, MODEL_NAME, version)
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        target = Path(tempfile.mkdtemp(prefix="cinepipe-cameraclip-"))
-        local = tracker.call(tracker.client.download_artifacts, mv.run_id, ARTIFACT_DIR, str(target))
-        scorer = cls.from_checkpoint(Path(local) / CHECKPOINT_FILE, device)
-        scorer.info.update(version=version, run_id=mv.run_id)
+        try:
+            local, version, run_id = download_model(tracker, MODEL_NAME, ARTIFACT_DIR, version)
+        except LookupError as err:
+            raise LookupError(f"{err} (materialize camera_clip first)") from None
+        scorer = cls.from_checkpoint(local / CHECKPOINT_FILE, device)
+        scorer.info.update(version=version, run_id=run_id)
         return scorer
 
     @property

@@ -18,6 +18,7 @@ class Taxonomy:
     none_values: dict[str, str | None]  # family -> the value that is not a pattern (movement: 'static')
     opposites: dict[str, str]  # symmetric: pan_left <-> pan_right, ...
     phrases: dict[str, str]
+    image_motion: dict[str, str]  # movement -> its signed image-motion component ("pan-", "zoom+", ...)
 
     @property
     def patterns(self) -> tuple[str, ...]:
@@ -46,7 +47,8 @@ def load_taxonomy() -> Taxonomy:
     none_values = {name: spec.get("none") for name, spec in raw["families"].items()}
     opposites = dict(raw.get("opposites", {}))
     opposites.update({b: a for a, b in list(opposites.items())})
-    tax = Taxonomy(families, none_values, opposites, dict(raw.get("phrases", {})))
+    image_motion = {k: v for k, v in raw.get("image_motion", {}).items() if not k.startswith("_")}
+    tax = Taxonomy(families, none_values, opposites, dict(raw.get("phrases", {})), image_motion)
     seen: set[str] = set()
     for family in families:
         for value in tax.values(family):

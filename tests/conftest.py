@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,39 @@ def home(tmp_path, monkeypatch) -> Path:
 def leftovers(folder: Path) -> list[Path]:
     """Temporary or half-written files: anything hidden or partial under ``folder``."""
     return [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith((".part", ".tmp"))]
+
+
+@pytest.fixture(scope="session")
+def dataset_home(tmp_path_factory, small_reel):
+    """A home with the small reel ingested, labelled and built into a dataset (3 films: train, val, test);
+    shared by the training assets' tests (CameraCLIP, CameraDiff), which add their models to it."""
+    from dagster import DagsterInstance, materialize
+
+    from assets_defs.ingestion import INGESTION_ASSETS
+    from assets_defs.labelling import LABELLING_ASSETS
+    from assets_defs.partitions import FILMS_PARTITION
+    from assets_defs.resources import CinepipeHome, MlflowTracking
+    from cinepipe.media import film_id_for
+
+    assets = [*INGESTION_ASSETS, *LABELLING_ASSETS]
+
+    root = tmp_path_factory.mktemp("clip")
+    home, landing = root / "home", root / "landing"
+    landing.mkdir()
+    for f in small_reel.iterdir():
+        shutil.copy(f, landing / f.name)
+    (home / "dagster").mkdir(parents=True)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        instance = DagsterInstance.get()
+        res = {"home": CinepipeHome(home=str(home), landing=str(landing), settle_seconds=0),
+               "mlflow": MlflowTracking(home=str(home))}
+        for video in sorted(landing.glob("*.mp4")):
+            fid = film_id_for(video)
+            instance.add_dynamic_partitions(FILMS_PARTITION, [fid])
+            assert materialize(assets, selection=[*INGESTION_ASSETS, LABELLING_ASSETS[0]], partition_key=fid,
+                               instance=instance, resources=res).success
+        assert materialize(assets, selection=[LABELLING_ASSETS[1]], instance=instance, resources=res).success
+    finally:
+        del os.environ["DAGSTER_HOME"]
+    return home, landing

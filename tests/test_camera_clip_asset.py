@@ -2,55 +2,20 @@
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 from mlflow.tracking import MlflowClient
 
-from assets_defs.camera_clip import camera_clip
 from assets_defs.definitions import build_definitions
-from assets_defs.ingestion import INGESTION_ASSETS
-from assets_defs.labelling import LABELLING_ASSETS
-from assets_defs.resources import CinepipeHome, MlflowTracking
 from cinepipe import dataset as c2k
 from cinepipe.tracking import TAG_ASSET_KEY, TAG_DATASET_VERSION, Tracker
 
 REPO = Path(__file__).resolve().parents[1]
-ALL = [*INGESTION_ASSETS, *LABELLING_ASSETS, camera_clip]
-
-
-@pytest.fixture(scope="module")
-def dataset_home(tmp_path_factory, small_reel):
-    """A home with the small reel ingested, labelled and built into a dataset (3 films: train, val, test)."""
-    from assets_defs.partitions import FILMS_PARTITION
-    from cinepipe.media import film_id_for
-
-    root = tmp_path_factory.mktemp("clip")
-    home, landing = root / "home", root / "landing"
-    landing.mkdir()
-    for f in small_reel.iterdir():
-        shutil.copy(f, landing / f.name)
-    (home / "dagster").mkdir(parents=True)
-    os.environ["DAGSTER_HOME"] = str(home / "dagster")
-    try:
-        instance = DagsterInstance.get()
-        res = {"home": CinepipeHome(home=str(home), landing=str(landing), settle_seconds=0),
-               "mlflow": MlflowTracking(home=str(home))}
-        for video in sorted(landing.glob("*.mp4")):
-            fid = film_id_for(video)
-            instance.add_dynamic_partitions(FILMS_PARTITION, [fid])
-            assert materialize(ALL, selection=[*INGESTION_ASSETS, LABELLING_ASSETS[0]], partition_key=fid,
-                               instance=instance, resources=res).success
-        assert materialize(ALL, selection=[LABELLING_ASSETS[1]], instance=instance, resources=res).success
-    finally:
-        del os.environ["DAGSTER_HOME"]
-    return home, landing
 
 
 def _materialize(home, landing, epochs):

@@ -1,0 +1,396 @@
+"""CameraDiff: a text-to-video base trained on Cinematic2K and one LoRA per cinematic pattern, with evaluation.
+
+- ``train_base``: the base model on every clip of the dataset's train and val splits (the tiny default from
+  scratch; a local pipeline may be fine-tuned or used as it is with ``steps=0``), saved to a directory.
+- ``train_lora``: one pattern's LoRA (peft, through diffusers' ``add_adapter``) on the clips labelled with it, their
+  captions as prompts, target modules by the pattern's family; saved as ``pytorch_lora_weights.safetensors`` in the
+  diffusers format (``WanPipeline.load_lora_weights`` and ``transformer.load_lora_adapter`` read it).
+- ``evaluate_lora``: N videos from the held-out prompts with and without the LoRA (same prompts, same noise):
+  motion-control accuracy from the project's own camera-motion estimator for movement patterns, and CameraCLIP's
+  zero-shot accuracy and score when a CameraCLIP model is given; a preview GIF.
+
+Motion-control accuracy (``motion_control_acc``): the fraction of generated videos whose measured image motion is
+the pattern's (``TAXONOMY.image_motion``: pan_left and truck_left both move the image "pan-", zoom_in and dolly_in
+"zoom+", …). At the embedded default's 64 px the estimator cannot tell parallax from a lens (dolly from zoom, truck
+from pan) even on real clips, so the exact label is reported beside it (``motion_control_exact_acc``), and so is
+the estimator's ceiling: the same measure on the pattern's own training clips (``motion_estimator_ceiling``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from cinepipe.captions import pattern_prompts
+from cinepipe.diffusion_settings import GENERIC_CAPTION, BaseModelSettings, LoraEvalSettings, LoraSettings
+from cinepipe.diffusion_train import train_flow
+from cinepipe.media import atomic_dir, atomic_path
+from cinepipe.taxonomy import STATIC, TAXONOMY
+from cinepipe.video_data import video_cache
+from cinepipe.video_model import VideoModel
+
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+ADAPTER_INFO = "adapter.json"
+
+
+class CameraDiffError(ValueError):
+    """A training that cannot run on this data (one line, with the reason)."""
+
+
+@dataclass
+class BaseResult:
+    path: Path
+    history: list[dict]
+    clips: int
+    skipped: dict
+    seconds: float
+
+
+@dataclass
+class LoraResult:
+    path: Path
+    history: list[dict]
+    clips: int
+    seconds: float
+
+
+# ---- the base ----------------------------------------------------------------------------------------------
+
+def training_rows(table: pd.DataFrame, splits: tuple[str, ...]) -> pd.DataFrame:
+    return table[table["split"].isin(splits)]
+
+
+def train_base(table: pd.DataFrame, version: str, out_dir: Path, cache_root: Path,
+               settings: BaseModelSettings = BaseModelSettings(), device: str | None = None,
+               on_step: Callable[[int, dict], None] | None = None) -> BaseResult:
+    """Train (or take as it is) the base model and write it to ``out_dir`` atomically."""
+    started = time.perf_counter()
+    rows = training_rows(table, settings.splits)
+    if settings.source:
+        model = VideoModel.load(settings.source, settings.format, device)
+    else:
+        model = VideoModel.create_tiny(settings.tiny, settings.format, settings.seed, device)
+    history: list[dict] = []
+    skipped: dict = {}
+    clips = 0
+    if settings.steps > 0:
+        cache = video_cache(rows, version, cache_root, settings.format)
+        skipped = cache.skipped
+        rows = rows[rows["shot_id"].isin(set(cache.shot_ids))]
+        if rows.empty:
+            raise CameraDiffError(f"dataset {version}: no decodable clips in splits {', '.join(settings.splits)}")
+        clips = len(rows)
+        frames = cache.frames[cache.rows(rows["shot_id"].tolist())]
+        captions = [GENERIC_CAPTION] * len(rows) if settings.captions == "generic" else rows["caption"].tolist()
+        model.transformer.requires_grad_(True)
+        history = train_flow(model, np.asarray(frames), captions, model.transformer.parameters(), settings.steps,
+                             settings.batch_size, settings.lr, settings.warmup_steps, settings.weight_decay,
+                             settings.seed, on_step)
+    model.info.update(dataset_version=version, base_settings=json.loads(json.dumps(asdict(settings), default=str)),
+                      trained_clips=clips)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save(tmp)
+    return BaseResult(out_dir, history, clips, skipped, time.perf_counter() - started)
+
+
+# ---- LoRAs --------------------------------------------------------------------------------------------------
+
+def lora_targets(pattern: str, settings: LoraSettings) -> list[str]:
+    return list(settings.targets[TAXONOMY.family_of(pattern)])
+
+
+def pattern_rows(table: pd.DataFrame, pattern: str, splits: tuple[str, ...] = ("train", "val")) -> pd.DataFrame:
+    family = TAXONOMY.family_of(pattern)
+    rows = training_rows(table, splits)
+    return rows[rows[family] == pattern]
+
+
+def add_lora(model: VideoModel, pattern: str, settings: LoraSettings) -> None:
+    from peft import LoraConfig
+
+    model.transformer.requires_grad_(False)
+    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, target_modules=lora_targets(pattern, settings),
+                        init_lora_weights=True)
+    model.transformer.add_adapter(config, adapter_name=pattern)
+    model.transformer.set_adapters([pattern])
+
+
+def save_lora(model: VideoModel, pattern: str, out_dir: Path, extra: dict | None = None) -> Path:
+    """The adapter in the diffusers LoRA format (``transformer.``-prefixed keys, safetensors), atomically."""
+    from diffusers import WanPipeline
+    from peft.utils import get_peft_model_state_dict
+
+    state = get_peft_model_state_dict(model.transformer, adapter_name=pattern)
+    metadata = model.transformer.peft_config[pattern].to_dict()
+    metadata = json.loads(json.dumps(metadata, default=lambda v: sorted(v) if isinstance(v, set) else str(v)))
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        WanPipeline.save_lora_weights(str(tmp), transformer_lora_layers=state, weight_name=LORA_WEIGHTS,
+                                      transformer_lora_adapter_metadata=metadata)
+        (tmp / ADAPTER_INFO).write_text(json.dumps({"pattern": pattern, **(extra or {})}, indent=1, default=str))
+    return out_dir
+
+
+def load_lora(model: VideoModel, path: str | Path, name: str | None = None) -> str:
+    """Load a saved adapter onto the model under ``name`` (default: its pattern); returns the name."""
+    path = Path(path)
+    if not (path / LORA_WEIGHTS).exists():
+        raise CameraDiffError(f"{path}: no {LORA_WEIGHTS}")
+    info = json.loads((path / ADAPTER_INFO).read_text()) if (path / ADAPTER_INFO).exists() else {}
+    name = name or info.get("pattern") or path.name
+    model.transformer.load_lora_adapter(str(path), adapter_name=name, prefix="transformer",
+                                        weight_name=LORA_WEIGHTS)
+    return name
+
+
+def train_lora(model: VideoModel, table: pd.DataFrame, version: str, pattern: str, out_dir: Path,
+               cache_root: Path, settings: LoraSettings = LoraSettings(),
+               on_step: Callable[[int, dict], None] | None = None) -> LoraResult:
+    """Train ``pattern``'s LoRA on the clips labelled with it and save it (the adapter stays on ``model``,
+    active, for evaluation)."""
+    started = time.perf_counter()
+    rows = pattern_rows(table, pattern)
+    cache = video_cache(training_rows(table, ("train", "val")), version, cache_root, model.format)
+    rows = rows[rows["shot_id"].isin(set(cache.shot_ids))]
+    if len(rows) < max(1, settings.min_clips):
+        raise CameraDiffError(f"pattern {pattern}: {len(rows)} training clips in dataset {version} "
+                              f"(at least {max(1, settings.min_clips)} needed)")
+    frames = np.asarray(cache.frames[cache.rows(rows["shot_id"].tolist())])
+    add_lora(model, pattern, settings)
+    params = [p for n, p in model.transformer.named_parameters() if "lora_" in n]
+    for p in params:
+        p.requires_grad_(True)
+    history = train_flow(model, frames, rows["caption"].tolist(), params, settings.steps, settings.batch_size,
+                         settings.lr, settings.warmup_steps, 0.0, settings.seed, on_step)
+    save_lora(model, pattern, out_dir, {"dataset_version": version, "clips": len(rows),
+                                        "targets": lora_targets(pattern, settings), "settings": asdict(settings)})
+    return LoraResult(Path(out_dir), history, len(rows), time.perf_counter() - started)
+
+
+# ---- evaluation ---------------------------------------------------------------------------------------------
+
+def video_motion(frames_rgb: np.ndarray, fps: float) -> dict:
+    """The camera-motion estimator on one generated (or cached) video, uint8 RGB [T, H, W, 3]: its whole-video
+    label and components."""
+    from cinepipe import motion
+
+    settings = replace(motion.MotionSettings(), window=len(frames_rgb) - 1, stride=1)
+    bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames_rgb]
+    _, whole = motion.estimate(bgr, fps=fps, settings=settings)
+    return {"label": whole.label, "pan": whole.pan, "tilt": whole.tilt, "zoom": whole.zoom,
+            "confidence": whole.confidence}
+
+
+def image_motion_of(label: str | None) -> str | None:
+    return TAXONOMY.image_motion.get(label) if label else None
+
+
+def motion_scores(pattern: str, measured: list[dict]) -> dict:
+    want = TAXONOMY.image_motion[pattern]
+    n = max(1, len(measured))
+    return {"acc": sum(image_motion_of(m["label"]) == want for m in measured) / n,
+            "exact_acc": sum(m["label"] == pattern for m in measured) / n,
+            "static_frac": sum(m["label"] == STATIC for m in measured) / n}
+
+
+def _with_adapter(model: VideoModel, pattern: str | None) -> None:
+    if pattern is None:
+        model.transformer.disable_adapters()
+    else:
+        model.transformer.enable_adapters()
+        model.transformer.set_adapters([pattern])
+
+
+def generate_pair(model: VideoModel, pattern: str, settings: LoraEvalSettings) -> tuple[list[str], np.ndarray,
+                                                                                       np.ndarray, dict]:
+    """The held-out prompts, the videos without and with the LoRA (same prompts, same noise), and costs."""
+    prompts = pattern_prompts(pattern)
+    prompts = [prompts[k % len(prompts)] for k in range(settings.samples)]
+    seeds = [settings.seed + k for k in range(settings.samples)]
+    noise = model.initial_noise(seeds)
+    costs = {}
+    videos = {}
+    for name, adapter in (("base", None), ("lora", pattern)):
+        _with_adapter(model, adapter)
+        calls, started = model.calls, time.perf_counter()
+        videos[name] = model.sample(prompts, seeds, settings.generation, latents=noise)
+        costs[f"{name}_denoiser_calls"] = model.calls - calls
+        costs[f"{name}_generate_seconds"] = time.perf_counter() - started
+    _with_adapter(model, pattern)
+    return prompts, videos["base"], videos["lora"], costs
+
+
+def evaluate_lora(model: VideoModel, pattern: str, settings: LoraEvalSettings = LoraEvalSettings(),
+                  scorer=None, ceiling_frames: np.ndarray | None = None) -> tuple[dict, dict]:
+    """Metrics for one pattern (LoRA versus the same base without it) and the generated videos."""
+    family = TAXONOMY.family_of(pattern)
+    prompts, base, lora, costs = generate_pair(model, pattern, settings)
+    metrics: dict = dict(costs)
+    details: dict = {"prompts": prompts, "base": base, "lora": lora}
+    if family == "movement":
+        fps = model.format.fps
+        measured = {k: [video_motion(v, fps) for v in videos] for k, videos in (("lora", lora), ("base", base))}
+        for k, suffix in (("lora", ""), ("base", "_base")):
+            s = motion_scores(pattern, measured[k])
+            metrics[f"motion_control_acc{suffix}"] = s["acc"]
+            metrics[f"motion_control_exact_acc{suffix}"] = s["exact_acc"]
+            metrics[f"motion_static_frac{suffix}"] = s["static_frac"]
+        details["motion"] = measured
+        if ceiling_frames is not None and len(ceiling_frames):
+            truth = [video_motion(np.asarray(v), fps) for v in ceiling_frames]
+            metrics["motion_estimator_ceiling"] = motion_scores(pattern, truth)["acc"]
+    if scorer is not None:
+        for k, videos, suffix in (("lora", lora, ""), ("base", base, "_base")):
+            top = [c[family]["top"] for c in scorer.classify(videos)]
+            metrics[f"cameraclip_pattern_acc{suffix}"] = float(np.mean([t == pattern for t in top]))
+            scores = scorer.score(videos, prompts)
+            metrics[f"cameraclip_score{suffix}"] = float(np.mean(np.diag(scores)))
+    return metrics, details
+
+
+# ---- previews -----------------------------------------------------------------------------------------------
+
+def preview_gif(path: Path, base: np.ndarray, lora: np.ndarray, fps: float, scale: int = 2,
+                count: int = 4) -> Path:
+    """A grid GIF: one row per sample, the base (left) beside the LoRA (right)."""
+    from PIL import Image
+
+    count = min(count, len(base))
+    gap = 2
+    rows = []
+    for k in range(count):
+        pair = np.concatenate([base[k], np.full_like(base[k][:, :, :gap], 255), lora[k]], axis=2)
+        rows.append(pair)
+        rows.append(np.full_like(pair[:, :gap], 255))
+    grid = np.concatenate(rows[:-1], axis=1)  # [T, H, W, 3]
+    grid = grid.repeat(scale, axis=1).repeat(scale, axis=2)
+    images = [Image.fromarray(f) for f in grid]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                       duration=int(round(1000 / fps)), loop=0)
+    return path
+
+
+def write_video(path: Path, frames: np.ndarray, fps: float, scale: int = 4) -> Path:
+    """One generated video, uint8 RGB [T, H, W, 3], as an H.264 MP4 (nearest-neighbour upscaled), atomically."""
+    import subprocess
+
+    from cinepipe.ffmpeg_tools import ffmpeg_exe
+
+    frames = np.asarray(frames).repeat(scale, axis=1).repeat(scale, axis=2)
+    t, h, w, _ = frames.shape
+    path = Path(path)
+    with atomic_path(path, suffix=path.suffix) as tmp:
+        cmd = [ffmpeg_exe(), "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+               "-r", f"{fps:g}", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "18", str(tmp)]
+        done = subprocess.run(cmd, input=np.ascontiguousarray(frames).tobytes(), capture_output=True)
+        if done.returncode:
+            raise RuntimeError(f"{path}: ffmpeg failed: {done.stderr.decode(errors='replace').strip()[-200:]}")
+    return path
+
+
+
+# ---- where the models live under the home -----------------------------------------------------------------
+
+BASE_MODEL_NAME = "CameraDiff-base"
+
+
+def lora_model_name(pattern: str) -> str:
+    return f"CameraDiff-{pattern}"
+
+
+def models_dir(home: Path) -> Path:
+    return Path(home) / "models" / "camera_diff"
+
+
+def current_base(home: Path) -> dict | None:
+    """The base model the LoRAs train on: ``{"path", "dataset_version", "mlflow_run_id", "model_version"}``."""
+    pointer = models_dir(home) / "base" / "current.json"
+    return json.loads(pointer.read_text()) if pointer.exists() else None
+
+
+def set_current_base(home: Path, record: dict) -> None:
+    from cinepipe.media import write_json_atomic
+
+    write_json_atomic(models_dir(home) / "base" / "current.json", record)
+
+
+SUMMARY_COLUMNS = ("motion_control_acc", "motion_control_acc_base", "motion_control_exact_acc",
+                   "motion_estimator_ceiling", "cameraclip_pattern_acc", "cameraclip_pattern_acc_base",
+                   "cameraclip_score", "cameraclip_score_base", "clips", "final_loss", "train_seconds")
+
+
+def summary_table(tracker, base: dict) -> tuple[pd.DataFrame, dict]:
+    """One row per pattern from its latest finished ``camera_diff_lora`` run on ``base`` (tags
+    ``cinepipe.pattern`` and ``cinepipe.base_model``), and the averages over the movement patterns (motion) and
+    over every pattern (CameraCLIP)."""
+    from cinepipe.tracking import TAG_ASSET_KEY
+
+    query = (f"tags.`{TAG_ASSET_KEY}` = 'camera_diff_lora' and tags.`cinepipe.base_model` = "
+             f"'{base.get('model_version')}' and attributes.status = 'FINISHED'")
+    runs = tracker.call(tracker.client.search_runs, [tracker.experiment_id], query,
+                        order_by=["attributes.start_time DESC"], max_results=1000)
+    rows, seen = [], set()
+    for r in runs:
+        pattern = r.data.tags.get("cinepipe.pattern")
+        if pattern in seen or pattern not in TAXONOMY.patterns:
+            continue
+        seen.add(pattern)
+        rows.append({"pattern": pattern, "family": TAXONOMY.family_of(pattern),
+                     **{c: r.data.metrics.get(c) for c in SUMMARY_COLUMNS}})
+    order = {p: i for i, p in enumerate(TAXONOMY.patterns)}
+    table = pd.DataFrame(rows, columns=["pattern", "family", *SUMMARY_COLUMNS])
+    table = table.sort_values("pattern", key=lambda s: s.map(order)).reset_index(drop=True)
+    averages = {}
+    movement = table[table["family"] == "movement"]
+    for column, rows_ in (("motion_control_acc", movement), ("motion_control_acc_base", movement),
+                          ("motion_control_exact_acc", movement), ("motion_estimator_ceiling", movement),
+                          ("cameraclip_pattern_acc", table), ("cameraclip_pattern_acc_base", table)):
+        values = pd.to_numeric(rows_[column], errors="coerce").dropna()
+        if len(values):
+            averages[f"{column}_mean"] = float(values.mean())
+    if "motion_control_acc_mean" in averages and "motion_control_acc_base_mean" in averages:
+        averages["motion_control_gain"] = averages["motion_control_acc_mean"] - averages["motion_control_acc_base_mean"]
+    averages["patterns_trained"] = float(len(table))
+    return table, averages
+
+
+def load_registered(tracker, patterns: list[str], base_version: str | None = None,
+                    device: str | None = None) -> tuple[VideoModel, dict]:
+    """The registered base (latest, or ``base_version``) with the latest registered LoRA of every pattern loaded
+    as adapters named by pattern (all inactive until ``set_adapters``); and what was loaded, by version."""
+    import tempfile
+
+    from cinepipe.model_registry import download_model
+
+    work = Path(tempfile.mkdtemp(prefix="cinepipe-camera-diff-"))
+    base_dir, version, _ = download_model(tracker, BASE_MODEL_NAME, "model", base_version, work / "base")
+    model = VideoModel.load(base_dir, device=device)
+    loaded = {"base": version}
+    for pattern in dict.fromkeys(patterns):
+        if pattern not in TAXONOMY.patterns:
+            raise CameraDiffError(f"unknown pattern {pattern!r} (one of: {', '.join(TAXONOMY.patterns)})")
+        path, v, _ = download_model(tracker, lora_model_name(pattern), "adapter", None, work / pattern)
+        load_lora(model, path, pattern)
+        loaded[pattern] = v
+    if len(loaded) > 1:
+        model.transformer.disable_adapters()
+    return model, loaded
+
+
+def activate(model: VideoModel, weights: dict[str, float]) -> None:
+    """Set the active adapters and their weights (no file is read: switching between steps is cheap)."""
+    active = {k: float(w) for k, w in weights.items()}
+    if not active:
+        model.transformer.disable_adapters()
+        return
+    model.transformer.enable_adapters()
+    model.transformer.set_adapters(list(active), list(active.values()))

@@ -1,0 +1,98 @@
+"""CameraDiff's settings, torch-free (the Dagster code location imports them when it loads).
+
+The embedded default is a tiny pixel-space ``WanTransformer3DModel`` (diffusers) with a tiny CLIP text encoder
+(transformers, created from config; tokenised by open_clip's tokenizer, whose vocabulary ships in its wheel),
+trained with flow matching. Real use: ``BaseModelSettings.source`` names a local diffusers Wan text-to-video
+pipeline directory (``model_index.json``, ``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
+``scheduler/``), loaded without hub access; the same training, LoRA and sampling code runs on it.
+
+LoRA targets per pattern family (``LoraSettings.targets``): Wan's blocks attend over space and time jointly in
+their self-attention (``attn1``), so that is where frames exchange information, i.e. motion; movement LoRAs adapt
+the self-attention. Framing and angle are about what a frame shows: their LoRAs adapt the cross-attention to the
+text (``attn2``) and the feed-forward layers. Each entry is a list of module-name suffixes for peft.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SELF_ATTENTION = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0")
+CROSS_ATTENTION_FFN = ("attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0", "ffn.net.0.proj", "ffn.net.2")
+
+# The caption the base model is trained with, for every clip: the base learns moving scenes, not the camera's
+# vocabulary (the public text-to-video bases the paper starts from do not follow cinematic language either), so
+# what a LoRA adds can be measured against it. ``BaseModelSettings.captions = "full"`` trains on the labels'
+# captions instead.
+GENERIC_CAPTION = "A film shot of a person."
+
+
+@dataclass(frozen=True)
+class VideoFormat:
+    """The clips the model learns from and generates: ``frames`` frames at ``fps`` (taken from the middle of each
+    clip), ``size`` x ``size`` pixels (the clip is scaled to a square, as CameraCLIP's frames are)."""
+
+    size: int = 64
+    frames: int = 8
+    fps: float = 8.0
+
+
+@dataclass(frozen=True)
+class TinyVideoConfig:
+    """The embedded default's architecture (created from config; nothing is downloaded)."""
+
+    layers: int = 4
+    heads: int = 4
+    head_dim: int = 16
+    ffn_dim: int = 256
+    patch: int = 8  # spatial patch (the temporal patch is 1): 64 px -> 8 x 8 tokens a frame
+    text_width: int = 64
+    text_layers: int = 2
+    text_heads: int = 2
+    text_context: int = 32
+
+
+@dataclass(frozen=True)
+class BaseModelSettings:
+    source: str = ""  # "" = the tiny model from config; else a local diffusers Wan pipeline directory
+    tiny: TinyVideoConfig = TinyVideoConfig()
+    format: VideoFormat = VideoFormat()
+    captions: str = "generic"  # "generic" (GENERIC_CAPTION) or "full" (the dataset's captions)
+    steps: int = 600  # optimiser steps (the tiny model from scratch; a pretrained source may use 0)
+    batch_size: int = 8
+    lr: float = 1e-3
+    warmup_steps: int = 30
+    weight_decay: float = 0.0
+    seed: int = 0
+    splits: tuple[str, ...] = ("train", "val")  # the test split's films stay unseen
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    rank: int = 8
+    alpha: float = 8.0
+    steps: int = 120
+    batch_size: int = 8
+    lr: float = 2e-3
+    warmup_steps: int = 10
+    seed: int = 0
+    min_clips: int = 1  # a pattern with fewer training clips fails its partition, naming the count
+    targets: dict = field(default_factory=lambda: {
+        "movement": list(SELF_ATTENTION),
+        "framing": list(CROSS_ATTENTION_FFN),
+        "angle": list(CROSS_ATTENTION_FFN),
+    })
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    steps: int = 20  # denoising steps (flow-matching Euler)
+    guidance_scale: float = 1.0  # > 1: classifier-free guidance against the empty prompt (two calls a step)
+    shift: float = 1.0  # the flow-matching scheduler's timestep shift (Wan's releases use 3 to 5)
+
+
+@dataclass(frozen=True)
+class LoraEvalSettings:
+    samples: int = 8  # generated videos per pattern, with and without the LoRA (same prompts and noise)
+    seed: int = 1234
+    generation: GenerationSettings = GenerationSettings()
+    preview_samples: int = 4  # videos in the preview grid (each shown with and without the LoRA)

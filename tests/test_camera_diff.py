@@ -1,0 +1,191 @@
+"""CameraDiff's library on tiny configs: the embedded model, LoRA training and the diffusers LoRA format, the
+real-model path (a tiny diffusers Wan pipeline saved to disk and loaded back), and the motion-control measure."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cinepipe import camera_diff as cd
+from cinepipe.diffusion_settings import GenerationSettings, LoraSettings, TinyVideoConfig, VideoFormat
+from cinepipe.diffusion_train import train_flow
+from cinepipe.video_data import window_positions
+from cinepipe.video_model import ModelLoadError, VideoModel
+
+TINY = TinyVideoConfig(layers=2, heads=2, head_dim=8, ffn_dim=32, patch=8, text_width=32, text_layers=1)
+FMT = VideoFormat(size=32, frames=6, fps=8.0)
+FAST = GenerationSettings(steps=3)
+
+
+def moving_squares(n: int, fmt: VideoFormat, direction: int = 1, seed: int = 0) -> np.ndarray:
+    """Bright squares on grey that slide ``direction`` (+1 right, -1 left) 2 px a frame."""
+    rng = np.random.default_rng(seed)
+    out = np.full((n, fmt.frames, fmt.size, fmt.size, 3), 60, np.uint8)
+    for i in range(n):
+        x0, y0 = rng.integers(4, fmt.size - 12, 2)
+        for t in range(fmt.frames):
+            x = int(x0 + direction * 2 * t) % (fmt.size - 8)
+            out[i, t, y0:y0 + 8, x:x + 8] = 230
+    return out
+
+
+@pytest.fixture()
+def tiny():
+    torch.manual_seed(0)
+    return VideoModel.create_tiny(TINY, FMT, seed=0, device="cpu")
+
+
+def test_tiny_model_samples_and_round_trips_through_a_directory(tiny, tmp_path):
+    videos = tiny.sample(["a close-up of a person", "a long shot"], [1, 2], FAST)
+    assert videos.shape == (2, FMT.frames, FMT.size, FMT.size, 3) and videos.dtype == np.uint8
+    assert tiny.calls == FAST.steps  # one batched denoiser call a step
+    tiny.save(tmp_path / "base")
+    again = VideoModel.load(tmp_path / "base", device="cpu")
+    assert again.format == FMT and again.kind == "tiny"
+    assert np.array_equal(again.sample(["a close-up of a person", "a long shot"], [1, 2], FAST), videos)
+
+
+def test_loading_something_else_fails_with_the_path_and_reason(tmp_path):
+    with pytest.raises(ModelLoadError, match="no such directory"):
+        VideoModel.load(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="neither a cinepipe video model"):
+        VideoModel.load(tmp_path / "empty")
+
+
+def test_flow_matching_training_lowers_the_loss(tiny):
+    frames = moving_squares(16, FMT)
+
+    def held_out_loss() -> float:  # the same clips, noise and noise levels every time
+        with torch.no_grad():
+            return float(tiny.flow_loss(tiny.encode_video(frames), tiny.encode_text(["squares"] * 16),
+                                        torch.Generator().manual_seed(123)))
+
+    before = held_out_loss()
+    history = train_flow(tiny, frames, ["squares"] * 16, tiny.transformer.parameters(), steps=40, batch_size=8,
+                         lr=3e-3, warmup=5, seed=0)
+    assert len(history) == 40 and history[0]["lr"] < history[5]["lr"]  # warm-up
+    assert held_out_loss() < 0.8 * before
+
+
+def test_a_lora_is_saved_in_the_diffusers_format_and_loads_back(tiny, tmp_path):
+    tiny.save(tmp_path / "base")
+    settings = LoraSettings(rank=4, alpha=4, steps=6, lr=5e-3)
+    cd.add_lora(tiny, "pan_left", settings)
+    params = [p for n, p in tiny.transformer.named_parameters() if "lora_" in n]
+    assert params and all(p.requires_grad for p in params)
+    assert not any(p.requires_grad for n, p in tiny.transformer.named_parameters() if "lora_" not in n)
+    train_flow(tiny, moving_squares(8, FMT, -1), ["pans left"] * 8, params, 6, 4, 5e-3)
+    cd.save_lora(tiny, "pan_left", tmp_path / "lora", {"clips": 8})
+
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "lora" / cd.LORA_WEIGHTS), "pt") as fh:
+        keys = list(fh.keys())
+        meta = fh.metadata()
+    assert keys and all(k.startswith("transformer.") and "lora_" in k for k in keys)
+    assert all(".attn1." in k for k in keys)  # a movement LoRA adapts the self-attention only
+    assert json.loads(meta["lora_adapter_metadata"])["transformer.r"] == 4  # read back as the LoraConfig
+
+    with_lora = tiny.sample(["pans left"], [3], FAST)
+    tiny.transformer.disable_adapters()
+    without = tiny.sample(["pans left"], [3], FAST)
+    assert not np.array_equal(with_lora, without)
+
+    fresh = VideoModel.load(tmp_path / "base", device="cpu")
+    assert cd.load_lora(fresh, tmp_path / "lora") == "pan_left"
+    cd.activate(fresh, {"pan_left": 1.0})
+    assert np.array_equal(fresh.sample(["pans left"], [3], FAST), with_lora)
+    cd.activate(fresh, {})
+    assert np.array_equal(fresh.sample(["pans left"], [3], FAST), without)
+
+
+def test_framing_and_angle_loras_target_cross_attention_and_feed_forward():
+    targets = cd.lora_targets("close_up", LoraSettings())
+    assert all(t.startswith(("attn2.", "ffn.")) for t in targets)
+    assert cd.lora_targets("low_angle", LoraSettings()) == targets
+    assert all(t.startswith("attn1.") for t in cd.lora_targets("zoom_in", LoraSettings()))
+
+
+def _tiny_wan_pipeline(path):
+    """A tiny diffusers Wan text-to-video pipeline (VAE, UMT5 encoder, a word-level tokenizer), saved to ``path``."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanPipeline, WanTransformer3DModel
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, UMT5Config, UMT5EncoderModel
+
+    words = "a the camera pans left right zooms in out of person shot close up woman standing courtyard".split()
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate(dict.fromkeys(words))}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    torch.manual_seed(0)
+    text_encoder = UMT5EncoderModel(UMT5Config(vocab_size=len(vocab) + 8, d_model=32, d_kv=8, d_ff=64,
+                                               num_layers=1, num_heads=2, relative_attention_num_buckets=8))
+    vae = AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True], latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    transformer = WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8,
+                                        in_channels=4, out_channels=4, text_dim=32, freq_dim=32, ffn_dim=32,
+                                        num_layers=2, cross_attn_norm=True, rope_max_seq_len=32)
+    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer,
+                       scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0))
+    pipe.save_pretrained(str(path))
+    return path
+
+
+def test_the_real_model_path_on_a_tiny_wan_pipeline_directory(tmp_path):
+    """Load a diffusers pipeline directory (no hub), train a LoRA through its VAE latents, save it, and apply it
+    with diffusers' own ``WanPipeline.load_lora_weights`` / ``set_adapters``."""
+    from diffusers import WanPipeline
+
+    fmt = VideoFormat(size=32, frames=5, fps=8.0)
+    path = _tiny_wan_pipeline(tmp_path / "wan")
+    with pytest.raises(ModelLoadError, match="1 \\+ a multiple of 4"):
+        VideoModel.load(path, VideoFormat(size=32, frames=6), device="cpu")
+    model = VideoModel.load(path, fmt, device="cpu")
+    assert model.kind == "pipeline" and model.latent_shape(1) == (1, 4, 2, 4, 4)
+    cd.add_lora(model, "pan_left", LoraSettings(rank=2, alpha=2))
+    params = [p for n, p in model.transformer.named_parameters() if "lora_" in n]
+    history = train_flow(model, moving_squares(4, fmt, -1), ["the camera pans left"] * 4, params, 3, 2, 1e-2)
+    assert len(history) == 3 and np.isfinite(history[-1]["loss"])
+    cd.save_lora(model, "pan_left", tmp_path / "lora")
+    video = model.sample(["a woman standing in a courtyard"], [0], FAST)
+    assert video.shape == (1, 5, 32, 32, 3)
+
+    pipe = WanPipeline.from_pretrained(str(path), local_files_only=True)
+    pipe.load_lora_weights(str(tmp_path / "lora"), weight_name=cd.LORA_WEIGHTS, adapter_name="pan_left")
+    pipe.set_adapters(["pan_left"], [0.8])
+    out = pipe("a woman standing", num_frames=5, height=32, width=32, num_inference_steps=2, guidance_scale=1.0,
+               output_type="np", max_sequence_length=16)
+    assert out.frames.shape == (1, 5, 32, 32, 3)
+
+
+def test_window_positions_take_a_centred_window_at_the_target_rate():
+    fmt = VideoFormat(frames=8, fps=8.0)
+    assert window_positions(48, 24.0, fmt) == [13, 16, 19, 22, 25, 28, 31, 34]  # every 3rd frame, centred
+    short = window_positions(10, 24.0, fmt)
+    assert len(short) == 8 and max(short) == 9
+
+
+def test_motion_scores_judge_the_image_motion_and_the_exact_label():
+    measured = [{"label": "pan_left"}, {"label": "truck_left"}, {"label": "static"}, {"label": None}]
+    s = cd.motion_scores("pan_left", measured)
+    assert s == {"acc": 0.5, "exact_acc": 0.25, "static_frac": 0.25}
+    assert cd.motion_scores("dolly_in", [{"label": "zoom_in"}])["acc"] == 1.0
+    assert cd.motion_scores("dolly_in", [{"label": "dolly_out"}])["acc"] == 0.0
+
+
+def test_the_motion_estimator_reads_a_sliding_pattern_on_a_tiny_video():
+    """What motion-control accuracy relies on: a 64 px, 8-frame video whose content slides left reads as the
+    image moving left (pan_left or truck_left), and the opposite for the mirror image."""
+    fmt = VideoFormat(size=64, frames=8, fps=8.0)
+    rng = np.random.default_rng(0)
+    texture = (rng.random((64, 256)) * 255).astype(np.uint8)
+    import cv2
+
+    texture = cv2.GaussianBlur(texture, (0, 0), 1.5)
+    frames = np.stack([np.repeat(texture[:, 80 + 3 * t:80 + 3 * t + 64, None], 3, axis=2) for t in range(8)])
+    left = cd.video_motion(frames, fmt.fps)  # the window moves right over the texture: the camera pans right
+    right = cd.video_motion(frames[:, :, ::-1].copy(), fmt.fps)
+    assert cd.image_motion_of(left["label"]) == "pan+", left
+    assert cd.image_motion_of(right["label"]) == "pan-", right
