@@ -7,7 +7,6 @@ import hashlib
 import json
 import shutil
 from dataclasses import asdict
-from typing import Optional
 
 import pandas as pd
 from dagster import (AssetExecutionContext, Config, MaterializeResult, MetadataValue, StaticPartitionsDefinition,

@@ -95,9 +95,10 @@ def _materialize_lora(home: str, landing: str, pattern: str, run_config: dict, t
 
 def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[str], None],
                     base_config: Optional[dict] = None, lora_config: Optional[dict] = None,
-                    workers: int = 2) -> list[str]:
-    """The base, the twenty LoRA partitions (``workers`` at a time, each in its own process with its share of the
-    cores) and the summary, under one MLflow run for the LoRA set. Returns the failure lines."""
+                    workers: int = 2, train_base: bool = True) -> list[str]:
+    """The base (unless ``train_base`` is False: the current one is used), the twenty LoRA partitions
+    (``workers`` at a time, each in its own process with its share of the cores) and the summary, under one
+    MLflow run for the LoRA set. Returns the failure lines."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -107,14 +108,17 @@ def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[s
     from cinepipe.tracking import Tracker
 
     failures: list[str] = []
-    echo("training CameraDiff's base video model")
-    result, took = _execute(defs, "train_base_video_model", instance,
-                            {**QUIET, "ops": {"base_video_model": {"config": base_config or {}}}})
-    if not result.success:
-        return _report_failure(result, "base_video_model", "base_video_model", took, echo)
-    meta = _materialization_metadata(result, "base_video_model")
-    echo(f"base_video_model: {meta.get('model', '?')} in {took:.1f} s (final loss {meta.get('final_loss')})")
+    if train_base:
+        echo("training CameraDiff's base video model")
+        result, took = _execute(defs, "train_base_video_model", instance,
+                                {**QUIET, "ops": {"base_video_model": {"config": base_config or {}}}})
+        if not result.success:
+            return _report_failure(result, "base_video_model", "base_video_model", took, echo)
+        meta = _materialization_metadata(result, "base_video_model")
+        echo(f"base_video_model: {meta.get('model', '?')} in {took:.1f} s (final loss {meta.get('final_loss')})")
     base = current_base(home)
+    if base is None:
+        return ["base_video_model: no base video model (materialize base_video_model first)"]
     patterns = list(TAXONOMY.patterns)
     workers = max(1, min(workers, len(patterns)))
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -123,9 +127,9 @@ def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[s
     tracker = Tracker.for_home(home)
     echo(f"training {len(patterns)} LoRAs, {workers} at a time")
     started = time.perf_counter()
-    with tracker.start_run(f"camera_diff_lora set {base['dataset_version']}",
-                           {"dagster.asset_key": "camera_diff_lora", "cinepipe.dataset_version": base["dataset_version"],
-                            "cinepipe.base_model": base.get("model_version"), "cinepipe.lora_set": "true"}) as parent:
+    set_tags = {"dagster.asset_key": "camera_diff_lora", "cinepipe.dataset_version": base["dataset_version"],
+                "cinepipe.base_model": base.get("model_version"), "cinepipe.lora_set": "true"}
+    with tracker.start_run(f"camera_diff_lora set {base['dataset_version']}", set_tags) as parent:
         tags = {LORA_SET_TAG: parent.run_id}
         context = multiprocessing.get_context("spawn")  # no fork after torch has started its threads
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:

@@ -371,13 +371,14 @@ def load_registered(tracker, patterns: list[str], base_version: str | None = Non
 
     from cinepipe.model_registry import download_model
 
+    unknown = [p for p in patterns if p not in TAXONOMY.patterns]
+    if unknown:
+        raise CameraDiffError(f"unknown pattern {unknown[0]!r} (one of: {', '.join(TAXONOMY.patterns)})")
     work = Path(tempfile.mkdtemp(prefix="cinepipe-camera-diff-"))
     base_dir, version, _ = download_model(tracker, BASE_MODEL_NAME, "model", base_version, work / "base")
     model = VideoModel.load(base_dir, device=device)
     loaded = {"base": version}
     for pattern in dict.fromkeys(patterns):
-        if pattern not in TAXONOMY.patterns:
-            raise CameraDiffError(f"unknown pattern {pattern!r} (one of: {', '.join(TAXONOMY.patterns)})")
         path, v, _ = download_model(tracker, lora_model_name(pattern), "adapter", None, work / pattern)
         load_lora(model, path, pattern)
         loaded[pattern] = v

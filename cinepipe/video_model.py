@@ -40,6 +40,16 @@ class ModelLoadError(Exception):
         self.path, self.reason = str(path), reason
 
 
+def _quiet() -> None:
+    """No progress bars from diffusers and transformers when loading or saving (they write to stderr, where the
+    command line promises one line per error)."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -106,6 +116,7 @@ class VideoModel:
         """A saved tiny model (``cinepipe_video.json``) or a local diffusers Wan pipeline (``model_index.json``)."""
         path = Path(path)
         device = device or default_device()
+        _quiet()
         if (path / INFO_FILE).exists():
             return cls._load_tiny(path, device)
         if (path / "model_index.json").exists():
@@ -159,6 +170,7 @@ class VideoModel:
         """Write the model to ``path`` (a new directory; the caller renames it into place)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        _quiet()
         if self.kind == "pipeline":
             self.pipeline.save_pretrained(str(path))
             return

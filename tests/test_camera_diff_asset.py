@@ -1,0 +1,105 @@
+"""CameraDiff materialized on the small reel's dataset (tiny settings): the base, two pattern partitions (a
+movement and a framing), the summary, MLflow runs and the registry, a failing partition, and `cinepipe generate`."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import DagsterInstance
+from mlflow.tracking import MlflowClient
+
+from assets_defs.definitions import build_definitions
+from cinepipe import dataset as c2k
+from cinepipe.tracking import TAG_ASSET_KEY, TAG_DATASET_VERSION, TAG_PARTITION, Tracker
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = {"size": 32, "frames": 8, "layers": 2, "steps": 20, "batch_size": 4}
+LORA = {"steps": 4, "batch_size": 4, "eval_samples": 2, "eval_steps": 3}
+
+
+def _run(home, landing, job, partition=None, config=None, op=None):
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    try:
+        defs = build_definitions(home=str(home), landing=str(landing))
+        run_config = {"ops": {op: {"config": config}}} if op else {}
+        return defs.resolve_job_def(job).execute_in_process(instance=DagsterInstance.get(), partition_key=partition,
+                                                             run_config=run_config, raise_on_error=False)
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
+def _meta(result, asset):
+    return {k: getattr(v, "value", v) for k, v in result.asset_materializations_for_node(asset)[0].metadata.items()}
+
+
+def test_camera_diff_trains_evaluates_registers_and_generates(dataset_home, tmp_path):
+    home, landing = dataset_home
+    version = c2k.latest_version(home)
+    result = _run(home, landing, "train_base_video_model", config=BASE, op="base_video_model")
+    assert result.success
+    base_meta = _meta(result, "base_video_model")
+    assert base_meta["dataset_version"] == version and base_meta["clips"] > 0
+    client = MlflowClient(Tracker.for_home(home).tracking_uri)
+    base_run = client.get_run(base_meta["mlflow_run_id"])
+    assert base_run.info.status == "FINISHED" and base_run.data.tags[TAG_DATASET_VERSION] == version
+    assert len(client.get_metric_history(base_run.info.run_id, "train_loss")) >= 2
+
+    for pattern in ("pan_left", "close_up"):
+        result = _run(home, landing, "train_camera_diff_lora", pattern, LORA, "camera_diff_lora")
+        assert result.success, pattern
+        meta = _meta(result, "camera_diff_lora")
+        assert "data:image/gif;base64," in meta["preview"] and meta["dataset_version"] == version
+        run = client.get_run(meta["mlflow_run_id"])
+        tags, metrics = run.data.tags, run.data.metrics
+        assert run.info.status == "FINISHED"
+        assert tags[TAG_ASSET_KEY] == "camera_diff_lora" and tags[TAG_PARTITION] == pattern
+        assert tags[TAG_DATASET_VERSION] == version and tags["dagster.run_id"] == result.run_id
+        if pattern == "pan_left":
+            for key in ("motion_control_acc", "motion_control_acc_base", "motion_control_exact_acc",
+                        "motion_estimator_ceiling"):
+                assert 0.0 <= metrics[key] <= 1.0, key
+        else:
+            assert "motion_control_acc" not in metrics
+        if "CameraCLIP" in {m.name for m in client.search_registered_models()}:
+            assert 0.0 <= metrics["cameraclip_pattern_acc"] <= 1.0
+            assert "cameraclip_pattern_acc_base" in metrics
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "adapter")}
+        assert "adapter/pytorch_lora_weights.safetensors" in artifacts
+        assert client.list_artifacts(run.info.run_id, "preview")
+        versions = client.search_model_versions(f"name='CameraDiff-{pattern}'")
+        assert versions and versions[0].tags[TAG_DATASET_VERSION] == version
+        assert (home / "models" / "camera_diff" / "lora" / pattern / "pytorch_lora_weights.safetensors").exists()
+
+    result = _run(home, landing, "summarize_camera_diff")
+    assert result.success
+    summary = _meta(result, "camera_diff_summary")
+    assert summary["patterns_trained"] == 2 and "| pan_left" in summary["patterns"]
+    assert "motion_control_acc_mean" in summary and len(summary["missing_patterns"]) == 18
+
+    # one failing partition fails alone, with one line naming the pattern and the count
+    result = _run(home, landing, "train_camera_diff_lora", "zoom_in", {**LORA, "min_clips": 10_000},
+                  "camera_diff_lora")
+    assert not result.success
+    failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
+    assert "pattern zoom_in:" in failure.event_specific_data.error.message
+    assert "training clips" in failure.event_specific_data.error.message
+
+    out = tmp_path / "gen.mp4"
+    env = {**os.environ, "CINEPIPE_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    done = subprocess.run([sys.executable, "-m", "cinepipe.cli", "generate", "a woman in a courtyard",
+                           "--pattern", "pan_left", "--pattern", "close_up", "--steps", "3", "--out", str(out),
+                           "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(info["models"]) == {"base", "pan_left", "close_up"} and info["denoiser_calls"] == 3
+    probe = subprocess.run([sys.executable, "-m", "cinepipe.cli", "probe", str(out), "--json"], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+    assert json.loads(probe.stdout)["width"] == 32 * 4
+
+    bad = subprocess.run([sys.executable, "-m", "cinepipe.cli", "generate", "x", "--pattern", "no_such",
+                          "--out", str(tmp_path / "x.mp4")], cwd=REPO, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "no_such" in bad.stderr
