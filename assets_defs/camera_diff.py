@@ -120,7 +120,7 @@ class LoraTrainConfig(Config):
                                                                guidance_scale=self.guidance_scale)))
 
 
-LORA_HEADLINE = ("motion_control_acc", "motion_control_acc_base", "motion_control_exact_acc",
+LORA_HEADLINE = ("motion_control_acc", "motion_control_acc_base", "motion_static_frac",
                  "motion_estimator_ceiling", "cameraclip_pattern_acc", "cameraclip_pattern_acc_base",
                  "cameraclip_score", "cameraclip_score_base", "final_loss", "clips", "train_seconds")
 
@@ -228,11 +228,13 @@ def camera_diff_summary(context: AssetExecutionContext, home: CinepipeHome,
         run.log_dict(table.to_dict("records"), "patterns.json")
         run.log_dict({"markdown": table.to_markdown(index=False)}, "patterns.md.json")
         link = MlflowTracking.link_metadata(run)
-    if parent:  # the set's own run shows the table too
-        from cinepipe.tracking import TrackedRun
+    if parent:  # the set's own run shows the table too, and names the Dagster run that completed it
+        from cinepipe.tracking import TAG_DAGSTER_RUN, TrackedRun
 
-        TrackedRun(tracker, parent).log_metrics(averages)
-        TrackedRun(tracker, parent).log_dict(table.to_dict("records"), "patterns.json")
+        set_run = TrackedRun(tracker, parent)
+        set_run.log_metrics(averages)
+        set_run.log_dict(table.to_dict("records"), "patterns.json")
+        set_run.set_tags({TAG_DAGSTER_RUN: context.run.run_id})
     missing = [p for p in TAXONOMY.patterns if p not in set(table["pattern"])]
     return MaterializeResult(metadata={
         **link, **{k: round(v, 4) for k, v in averages.items()},

@@ -344,3 +344,61 @@ def shots_motion(proxy: ProxyInfo, shots: list[dict], window_s: float | None = 1
         out.append({"index": int(shot["index"]), "start_s": float(shot["start_s"]), "end_s": float(shot["end_s"]),
                     "motion": whole.to_dict(), "windows": [w.to_dict() for w in windows]})
     return out
+
+
+@dataclass(frozen=True)
+class ImageMotionSettings:
+    """Dense-flow settings for tiny videos (a generated 32-pixel clip has too few corners to track)."""
+
+    width: int = 128  # frames are scaled to this width before the flow
+    min_shift: float = 0.008  # fraction of frame width per second for a pan/tilt-like image motion
+    min_zoom: float = 0.006  # d ln(scale) / dt
+    margin: float = 0.1  # border left out of the fit (flow is unreliable at the edges)
+
+
+def image_motion(frames: list[np.ndarray], fps: float, settings: ImageMotionSettings = ImageMotionSettings()
+                 ) -> dict:
+    """The global image motion of a short, small video (BGR or grey frames) from dense optical flow (Farneback)
+    between consecutive frames and a robust shift-and-scale fit per pair: ``pan``, ``tilt`` (per second, fraction
+    of the width, the camera's signs as everywhere), ``zoom`` (d ln scale / dt) and the image-motion class of
+    ``TAXONOMY.image_motion`` (``pan-``, ``pan+``, ``tilt-``, ``tilt+``, ``zoom-``, ``zoom+``) or ``static``.
+    It cannot tell a dolly from a zoom or a truck from a pan (no parallax at this size): that is not its job."""
+    greys = [_grey(f, settings.width) for f in frames]
+    if len(greys) < 2:
+        return {"pan": 0.0, "tilt": 0.0, "zoom": 0.0, "label": STATIC, "confidence": 0.0}
+    h, w = greys[0].shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    x, y = xs - w / 2.0, ys - h / 2.0
+    m = int(settings.margin * min(h, w))
+    inner = np.zeros((h, w), bool)
+    inner[m:h - m, m:w - m] = True
+    shifts, scales = [], []
+    for a, b in zip(greys, greys[1:]):
+        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+        u, v = flow[..., 0][inner], flow[..., 1][inner]
+        px, py = x[inner], y[inner]
+        # u = dx + s * x, v = dy + s * y (shift and scale), solved robustly by two rounds of reweighting
+        weights = np.ones_like(u)
+        for _ in range(3):
+            a_mat = np.concatenate([np.stack([np.ones_like(px), np.zeros_like(px), px], 1),
+                                    np.stack([np.zeros_like(py), np.ones_like(py), py], 1)])
+            rhs = np.concatenate([u, v])
+            wts = np.concatenate([weights, weights])
+            params, *_ = np.linalg.lstsq(a_mat * wts[:, None], rhs * wts, rcond=None)
+            resid = np.hypot(u - (params[0] + params[2] * px), v - (params[1] + params[2] * py))
+            weights = 1.0 / np.maximum(1.0, resid / max(1e-3, float(np.median(resid)) * 2.0))
+        shifts.append(params[:2])
+        scales.append(params[2])
+    dx, dy = np.median(np.array(shifts), axis=0)
+    pan = float(-dx / w * fps)
+    tilt = float(dy / w * fps)
+    zoom = float(np.log1p(np.median(scales)) * fps)
+    parts = {"pan": abs(pan) / settings.min_shift, "tilt": abs(tilt) / settings.min_shift,
+             "zoom": abs(zoom) / settings.min_zoom}
+    axis = max(parts, key=parts.get)
+    if parts[axis] < 1.0:
+        return {"pan": pan, "tilt": tilt, "zoom": zoom, "label": STATIC, "confidence": float(1 - parts[axis])}
+    sign = {"pan": pan, "tilt": tilt, "zoom": zoom}[axis] > 0
+    ranked = sorted(parts.values(), reverse=True)
+    return {"pan": pan, "tilt": tilt, "zoom": zoom, "label": f"{axis}{'+' if sign else '-'}",
+            "confidence": float(1 - ranked[1] / ranked[0]) if ranked[0] > 0 else 0.0}

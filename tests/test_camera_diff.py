@@ -13,7 +13,7 @@ from cinepipe.diffusion_train import train_flow
 from cinepipe.video_data import window_positions
 from cinepipe.video_model import ModelLoadError, VideoModel
 
-TINY = TinyVideoConfig(layers=2, heads=2, head_dim=8, ffn_dim=32, patch=8, text_width=32, text_layers=1)
+TINY = TinyVideoConfig(layers=2, heads=2, head_dim=8, ffn_dim=32, patch=8, text_width=32, text_layers=1)  # fast
 FMT = VideoFormat(size=32, frames=6, fps=8.0)
 FAST = GenerationSettings(steps=3)
 
@@ -167,25 +167,32 @@ def test_window_positions_take_a_centred_window_at_the_target_rate():
     assert len(short) == 8 and max(short) == 9
 
 
-def test_motion_scores_judge_the_image_motion_and_the_exact_label():
-    measured = [{"label": "pan_left"}, {"label": "truck_left"}, {"label": "static"}, {"label": None}]
-    s = cd.motion_scores("pan_left", measured)
-    assert s == {"acc": 0.5, "exact_acc": 0.25, "static_frac": 0.25}
-    assert cd.motion_scores("dolly_in", [{"label": "zoom_in"}])["acc"] == 1.0
-    assert cd.motion_scores("dolly_in", [{"label": "dolly_out"}])["acc"] == 0.0
+def test_motion_scores_judge_the_image_motion():
+    measured = [{"label": "pan-"}, {"label": "pan-"}, {"label": "static"}, {"label": "pan+"}]
+    assert cd.motion_scores("pan_left", measured) == {"acc": 0.5, "static_frac": 0.25}
+    assert cd.motion_scores("truck_left", measured)["acc"] == 0.5  # no parallax at 32 px: judged alike
+    assert cd.motion_scores("dolly_in", [{"label": "zoom+"}])["acc"] == 1.0
+    assert cd.motion_scores("dolly_in", [{"label": "zoom-"}])["acc"] == 0.0
 
 
-def test_the_motion_estimator_reads_a_sliding_pattern_on_a_tiny_video():
-    """What motion-control accuracy relies on: a 64 px, 8-frame video whose content slides left reads as the
-    image moving left (pan_left or truck_left), and the opposite for the mirror image."""
-    fmt = VideoFormat(size=64, frames=8, fps=8.0)
-    rng = np.random.default_rng(0)
-    texture = (rng.random((64, 256)) * 255).astype(np.uint8)
+def test_the_small_video_motion_estimator_reads_pans_tilts_zooms_and_stillness():
+    """What motion-control accuracy relies on, on 32 px, 8-frame videos: a window sliding right over a texture is
+    the camera panning right (the image moves "pan+"), its mirror "pan-"; sliding down is a tilt down; a growing
+    crop is a zoom out; no change is static."""
     import cv2
 
-    texture = cv2.GaussianBlur(texture, (0, 0), 1.5)
-    frames = np.stack([np.repeat(texture[:, 80 + 3 * t:80 + 3 * t + 64, None], 3, axis=2) for t in range(8)])
-    left = cd.video_motion(frames, fmt.fps)  # the window moves right over the texture: the camera pans right
-    right = cd.video_motion(frames[:, :, ::-1].copy(), fmt.fps)
-    assert cd.image_motion_of(left["label"]) == "pan+", left
-    assert cd.image_motion_of(right["label"]) == "pan-", right
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur((rng.random((160, 160)) * 255).astype(np.uint8), (0, 0), 2.0)
+    texture = np.repeat(texture[:, :, None], 3, axis=2)
+
+    def clip(boxes):
+        return np.stack([cv2.resize(texture[y:y + s, x:x + s], (32, 32), interpolation=cv2.INTER_AREA)
+                         for x, y, s in boxes])
+
+    right = clip([(40 + 2 * t, 40, 64) for t in range(8)])
+    assert cd.video_motion(right, 8.0)["label"] == "pan+"
+    assert cd.video_motion(right[:, :, ::-1].copy(), 8.0)["label"] == "pan-"
+    assert cd.video_motion(clip([(40, 40 + 2 * t, 64) for t in range(8)]), 8.0)["label"] == "tilt-"
+    assert cd.video_motion(clip([(60 - 2 * t, 60 - 2 * t, 40 + 4 * t) for t in range(8)]), 8.0)["label"] == "zoom-"
+    still = cd.video_motion(clip([(40, 40, 64)] * 8), 8.0)
+    assert still["label"] == "static" and abs(still["pan"]) < 1e-3

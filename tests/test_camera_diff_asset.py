@@ -57,7 +57,7 @@ def test_camera_diff_trains_evaluates_registers_and_generates(dataset_home, tmp_
         assert tags[TAG_ASSET_KEY] == "camera_diff_lora" and tags[TAG_PARTITION] == pattern
         assert tags[TAG_DATASET_VERSION] == version and tags["dagster.run_id"] == result.run_id
         if pattern == "pan_left":
-            for key in ("motion_control_acc", "motion_control_acc_base", "motion_control_exact_acc",
+            for key in ("motion_control_acc", "motion_control_acc_base", "motion_static_frac",
                         "motion_estimator_ceiling"):
                 assert 0.0 <= metrics[key] <= 1.0, key
         else:

@@ -26,7 +26,8 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME",
                                                              "CINEPIPE_LANDING")}
     env["CINEPIPE_HOME"] = str(home)
-    proc = cinepipe("run", "--films", "3", "--shots-per-film", "4", "--clip-epochs", "2", env=env)
+    proc = cinepipe("run", "--films", "3", "--shots-per-film", "4", "--clip-epochs", "2", "--base-steps", "10",
+                    "--lora-steps", "2", "--eval-samples", "2", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[3/3]" in proc.stdout and "all assets materialized" in proc.stdout
 
@@ -46,7 +47,9 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     try:
         instance = DagsterInstance.get()
         runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
-        assert sorted(r.job_name for r in runs) == ["build_dataset"] + ["ingest_films"] * 3 + ["train_camera_clip"]
+        assert sorted(r.job_name for r in runs) == (["build_dataset"] + ["ingest_films"] * 3
+                                                    + ["summarize_camera_diff", "train_base_video_model"]
+                                                    + ["train_camera_clip"] + ["train_camera_diff_lora"] * 20)
         run_ids = {r.run_id for r in runs}
     finally:
         del os.environ["DAGSTER_HOME"]
@@ -54,9 +57,21 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     tracker = Tracker.for_home(home)
     mlruns = MlflowClient(tracker.tracking_uri).search_runs([tracker.experiment_id])
     assert {r.data.tags[TAG_ASSET_KEY] for r in mlruns} == {"raw_films", "film_proxies", "shots", "shot_clips",
-                                                             "shot_labels", "cinematic2k", "camera_clip"}
+                                                             "shot_labels", "cinematic2k", "camera_clip",
+                                                             "base_video_model", "camera_diff_lora",
+                                                             "camera_diff_summary"}
     assert {r.data.tags[TAG_DAGSTER_RUN] for r in mlruns} == run_ids
-    assert {r.data.tags.get(TAG_PARTITION) for r in mlruns} == {f.name for f in films} | {None}
+    from cinepipe.taxonomy import TAXONOMY
+
+    assert {r.data.tags.get(TAG_PARTITION) for r in mlruns} == {f.name for f in films} | {None} | set(
+        TAXONOMY.patterns)
+    assert all(r.info.status == "FINISHED" for r in mlruns)
+    # the LoRA set: one parent run, every partition's run nested under it, the summary's table on it
+    lora_set = [r for r in mlruns if r.data.tags.get("cinepipe.lora_set") == "true"]
+    assert len(lora_set) == 1 and "motion_control_acc_mean" in lora_set[0].data.metrics
+    children = [r for r in mlruns if r.data.tags.get("mlflow.parentRunId") == lora_set[0].info.run_id]
+    assert sum(r.data.tags[TAG_ASSET_KEY] == "camera_diff_lora" for r in children) == 20
+    assert "[20/20]" in proc.stdout and "camera_diff_summary: motion control" in proc.stdout
     # the dataset: one row per shot of both films, its version on the MLflow run and in LATEST
     version = (home / "datasets" / "cinematic2k" / "LATEST").read_text().strip()
     dataset = pd.read_parquet(home / "datasets" / "cinematic2k" / version / "cinematic2k.parquet")
@@ -70,7 +85,8 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     assert f"cinematic2k {version}" in proc.stdout
 
     # a second run finds the reel already rendered and succeeds again
-    again = cinepipe("run", "--films", "3", "--shots-per-film", "4", "--clip-epochs", "1", env=env)
+    again = cinepipe("run", "--films", "3", "--shots-per-film", "4", "--clip-epochs", "1", "--no-camera-diff",
+                     env=env)
     assert again.returncode == 0, again.stderr
 
 
@@ -82,7 +98,7 @@ def test_cinepipe_run_names_failed_assets(tmp_path, odd_films, bad_files):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME")}
     env["CINEPIPE_HOME"] = str(tmp_path / "home")
     env["CINEPIPE_LANDING"] = str(landing)
-    proc = cinepipe("run", env=env)
+    proc = cinepipe("run", "--clip-epochs", "1", "--no-camera-diff", env=env)
     assert proc.returncode == 1
     assert f"raw_films: {landing / bad_files['text'].name}: a text file, not a video" in proc.stderr
     assert "base.mp4" in proc.stdout and "ok" in proc.stdout
