@@ -9,6 +9,7 @@ from typing import Optional
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
+from assets_defs.automation import on_dataset_version_change
 from assets_defs.ingestion import _failure
 from assets_defs.labelling import cinematic2k
 from assets_defs.resources import CinepipeHome, MlflowTracking
@@ -48,7 +49,8 @@ def _settings_key(settings: CameraClipSettings) -> str:
     return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="1")
+@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="1",
+       automation_condition=on_dataset_version_change())
 def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: CinepipeHome,
                 mlflow: MlflowTracking) -> MaterializeResult:
     """CameraCLIP (open_clip image and text towers, an order-aware temporal module) trained with InfoNCE on the

@@ -12,6 +12,7 @@ import pandas as pd
 from dagster import (AssetExecutionContext, Config, MaterializeResult, MetadataValue, StaticPartitionsDefinition,
                      asset)
 
+from assets_defs.automation import after_upstream_update, on_dataset_version_change
 from assets_defs.ingestion import _failure
 from assets_defs.labelling import cinematic2k
 from assets_defs.resources import CinepipeHome, MlflowTracking
@@ -50,7 +51,8 @@ class BaseVideoConfig(Config):
                                  seed=self.seed)
 
 
-@asset(group_name=GROUP, deps=[cinematic2k], kinds={"pytorch", "diffusers", "mlflow"}, code_version="1")
+@asset(group_name=GROUP, deps=[cinematic2k], kinds={"pytorch", "diffusers", "mlflow"}, code_version="1",
+       automation_condition=on_dataset_version_change())
 def base_video_model(context: AssetExecutionContext, config: BaseVideoConfig, home: CinepipeHome,
                      mlflow: MlflowTracking) -> MaterializeResult:
     """The text-to-video base CameraDiff's LoRAs train on: a tiny pixel-space Wan transformer trained with flow
@@ -126,7 +128,7 @@ LORA_HEADLINE = ("motion_control_acc", "motion_control_acc_base", "motion_static
 
 
 @asset(group_name=GROUP, deps=[base_video_model, cinematic2k], partitions_def=patterns_partitions, pool=POOL,
-       kinds={"pytorch", "peft", "mlflow"}, code_version="1")
+       kinds={"pytorch", "peft", "mlflow"}, code_version="1", automation_condition=after_upstream_update())
 def camera_diff_lora(context: AssetExecutionContext, config: LoraTrainConfig, home: CinepipeHome,
                      mlflow: MlflowTracking) -> MaterializeResult:
     """One pattern's LoRA on the base model: trained on the clips labelled with the pattern (their captions as
@@ -208,7 +210,8 @@ def _camera_clip_scorer(mlflow: MlflowTracking, context: AssetExecutionContext):
         return None
 
 
-@asset(group_name=GROUP, deps=[camera_diff_lora], kinds={"mlflow"}, code_version="1")
+@asset(group_name=GROUP, deps=[camera_diff_lora], kinds={"mlflow"}, code_version="1",
+       automation_condition=after_upstream_update())
 def camera_diff_summary(context: AssetExecutionContext, home: CinepipeHome,
                         mlflow: MlflowTracking) -> MaterializeResult:
     """All twenty patterns' figures in one table, from each partition's latest MLflow run on the current base:

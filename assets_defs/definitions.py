@@ -3,6 +3,7 @@
 from dagster import Definitions
 
 from assets_defs.ingestion import INGESTION_ASSETS
+from assets_defs.automation import automation_sensor, retrain_job, retrain_schedule
 from assets_defs.camera_clip import CAMERA_CLIP_ASSETS
 from assets_defs.camera_diff import CAMERA_DIFF_ASSETS
 from assets_defs.jobs import (base_video_job, camera_clip_job, camera_diff_summary_job, dataset_job, ingest_job,
@@ -17,8 +18,9 @@ def build_definitions(home: str | None = None, landing: str | None = None) -> De
     home = home or str(default_home())
     return Definitions(
         assets=[*INGESTION_ASSETS, *LABELLING_ASSETS, *CAMERA_CLIP_ASSETS, *CAMERA_DIFF_ASSETS],
-        jobs=[ingest_job, dataset_job, camera_clip_job, base_video_job, lora_job, camera_diff_summary_job],
-        sensors=[landing_sensor],
+        jobs=[ingest_job, dataset_job, camera_clip_job, base_video_job, lora_job, camera_diff_summary_job, retrain_job],
+        schedules=[retrain_schedule],
+        sensors=[landing_sensor, automation_sensor],
         resources={
             "home": CinepipeHome(home=home, landing=landing or ""),
             "mlflow": MlflowTracking(home=home),

@@ -17,6 +17,9 @@ telemetry:
   enabled: false
 run_queue:
   max_concurrent_runs: 2
+concurrency:
+  pools:
+    default_limit: 2  # e.g. the lora_training pool: two LoRA partitions train at once on 2 cores
 """
 
 
