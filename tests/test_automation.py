@@ -4,9 +4,9 @@ follow the base, and the weekly retraining schedule."""
 import pytest
 from dagster import AssetKey, AssetMaterialization, DagsterInstance, evaluate_automation_conditions
 
-DATA_VERSION_TAG = "dagster/data_version"  # the tag a materialization's DataVersion is stored under
-
 from assets_defs.definitions import build_definitions
+
+DATA_VERSION_TAG = "dagster/data_version"  # the tag a materialization's DataVersion is stored under
 
 
 def _requested(result) -> set[str]:
