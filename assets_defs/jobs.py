@@ -37,3 +37,9 @@ camera_diff_summary_job = define_asset_job(
     selection=AssetSelection.assets("camera_diff_summary"),
     description="Collect every pattern's LoRA figures in one table.",
 )
+
+clip_lora_job = define_asset_job(
+    "evaluate_clip_lora",
+    selection=AssetSelection.assets("clip_lora_eval"),
+    description="CLIPLoRA against merge, switch and composite on the fixed multi-pattern suite.",
+)

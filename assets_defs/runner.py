@@ -233,8 +233,20 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
         else:
             failures += _report_failure(result, "camera_clip", "camera_clip", took, echo)
     if not any(line.startswith("dataset") for line in failures) and (diffusion or {}).get("enabled", True):
-        failures += run_camera_diff(defs, instance, home, landing, echo, (diffusion or {}).get("base"),
-                                    (diffusion or {}).get("lora"), (diffusion or {}).get("workers", 2))
+        diff_failures = run_camera_diff(defs, instance, home, landing, echo, (diffusion or {}).get("base"),
+                                        (diffusion or {}).get("lora"), (diffusion or {}).get("workers", 2))
+        failures += diff_failures
+        if not diff_failures and not any(line.startswith("camera_clip") for line in failures):
+            echo("evaluating CLIPLoRA against merge, switch and composite")
+            config = {**QUIET, "ops": {"clip_lora_eval": {"config": (diffusion or {}).get("eval") or {}}}}
+            result, took = _execute(defs, "evaluate_clip_lora", instance, config)
+            if result.success:
+                meta = _materialization_metadata(result, "clip_lora_eval")
+                echo(f"clip_lora_eval in {took:.1f} s: patterns present "
+                     + ", ".join(f"{m} {meta.get(f'{m}_pattern_presence_mean', float('nan')):.2f}"
+                                 for m in ("merge", "switch", "composite", "cliplora")))
+            else:
+                failures += _report_failure(result, "clip_lora_eval", "clip_lora_eval", took, echo)
     if failures:
         print(f"cinepipe run: {len(failures)} asset(s) failed:", file=sys.stderr)
         for line in failures:

@@ -186,7 +186,8 @@ def cmd_run(args) -> int:
     diffusion = {"enabled": not args.no_camera_diff, "workers": args.lora_workers,
                  "base": {"steps": args.base_steps} if args.base_steps is not None else {},
                  "lora": {k: v for k, v in (("steps", args.lora_steps), ("eval_samples", args.eval_samples))
-                          if v is not None}}
+                          if v is not None},
+                 "eval": {"seeds": list(range(args.compose_seeds))} if args.compose_seeds else {}}
     return run_all(home, Path(landing) if landing else None, reel, clip_config=clip, diffusion=diffusion)
 
 
@@ -211,6 +212,40 @@ def cmd_generate(args) -> int:
                       "size": int(video.shape[1]), "denoiser_calls": model.calls}) if args.json else
           f"wrote {args.out} ({video.shape[0]} frames; base {loaded['base']}, "
           + ", ".join(f"{p} v{v}" for p, v in loaded.items() if p != "base") + ")")
+    return 0
+
+
+def cmd_compose(args) -> int:
+    from cinepipe.camera_diff import CameraDiffError, load_registered, write_video
+    from cinepipe.clip_scorer import ClipScorer
+    from cinepipe.composition import Composer, Request, SearchSettings
+    from cinepipe.diffusion_settings import GenerationSettings
+    from cinepipe.home import default_home
+    from cinepipe.tracking import Tracker
+
+    home = Path(args.home).absolute() if args.home else default_home()
+    tracker = Tracker.for_home(home)
+    if len(args.pattern) < 1:
+        print("cinepipe: error: compose needs at least one --pattern", file=sys.stderr)
+        return 2
+    try:
+        model, loaded = load_registered(tracker, args.pattern)
+        scorer = ClipScorer.from_registry(tracker) if args.method == "cliplora" else None
+    except (LookupError, CameraDiffError) as err:
+        print(f"cinepipe: error: {err}", file=sys.stderr)
+        return 2
+    segments = tuple((p,) for p in args.pattern) if args.two_shot else ()
+    request = Request(args.prompt, tuple(dict.fromkeys(args.pattern)), segments)
+    search = SearchSettings(population=args.population, generations=args.generations,
+                            preview_steps=args.preview_steps, seed=args.seed)
+    result = Composer(model, scorer, GenerationSettings(steps=args.steps)).compose(args.method, request, args.seed,
+                                                                                 search)
+    write_video(Path(args.out), result.video, model.format.fps, scale=args.scale)
+    info = {"out": str(args.out), "method": args.method, "models": loaded, "denoiser_calls": result.denoiser_calls,
+            "seconds": round(result.seconds, 2),
+            "schedule": result.schedule.round(3).tolist() if result.schedule is not None else None}
+    print(json.dumps(info) if args.json else f"wrote {args.out} ({args.method}, {result.denoiser_calls} denoiser "
+                                             f"calls, {result.seconds:.1f} s)")
     return 0
 
 
@@ -279,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-steps", type=int, help="training steps per LoRA (default: the asset's)")
     p.add_argument("--eval-samples", type=int, help="videos generated per LoRA evaluation (default: the asset's)")
     p.add_argument("--lora-workers", type=int, default=2, help="LoRA partitions trained at once (default 2)")
+    p.add_argument("--compose-seeds", type=int, help="seeds of the CLIPLoRA evaluation (default 3)")
     p.add_argument("--no-camera-diff", action="store_true", help="stop after CameraCLIP")
     p.set_defaults(func=cmd_run)
 
@@ -295,6 +331,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", help="overrides CINEPIPE_HOME (where the MLflow store is)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("compose", help="several pattern LoRAs in one video (merge, switch, composite, cliplora)")
+    p.add_argument("prompt")
+    p.add_argument("--pattern", action="append", default=[], help="a pattern to compose (repeatable)")
+    p.add_argument("--method", choices=["merge", "switch", "composite", "cliplora"], default="cliplora")
+    p.add_argument("--two-shot", action="store_true", help="one pattern per consecutive part of the frames")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--population", type=int, default=8, help="cliplora: schedules per generation")
+    p.add_argument("--generations", type=int, default=4, help="cliplora: generations")
+    p.add_argument("--preview-steps", type=int, default=8, help="cliplora: denoising steps of a fitness preview")
+    p.add_argument("--scale", type=int, default=4)
+    p.add_argument("--home", help="overrides CINEPIPE_HOME (where the MLflow store is)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compose)
     return parser
 
 

@@ -45,6 +45,7 @@ class ClipScorer:
         self.info = info or {}
         self.device = next(model.parameters()).device
         self._texts: dict[str, torch.Tensor] = {}
+        self._classes: dict[str, torch.Tensor] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | None = None) -> "ClipScorer":
@@ -60,6 +61,11 @@ class ClipScorer:
         scorer = cls.from_checkpoint(local / CHECKPOINT_FILE, device)
         scorer.info.update(version=version, run_id=run_id)
         return scorer
+
+    @property
+    def logit_scale(self) -> float:
+        """CLIP's learned temperature: cosine similarities times this are the logits of a softmax over texts."""
+        return min(100.0, float(self.model.logit_scale.exp()))
 
     @property
     def frames(self) -> int:
@@ -104,8 +110,10 @@ class ClipScorer:
         out = [dict() for _ in range(video.shape[0])]
         for family in FAMILIES:
             values = list(TAXONOMY.values(family))
-            classes = torch.stack([F.normalize(self.embed_texts(prompts_for(family, v)).mean(0), dim=-1)
-                                   for v in values])
+            if family not in self._classes:  # the class embeddings: computed once per scorer
+                self._classes[family] = torch.stack([
+                    F.normalize(self.embed_texts(prompts_for(family, v)).mean(0), dim=-1) for v in values])
+            classes = self._classes[family]
             scores = (video @ classes.T).float().cpu().numpy()
             for i, row in enumerate(scores):
                 out[i][family] = {"top": values[int(row.argmax())],

@@ -254,10 +254,11 @@ class VideoModel:
     @torch.no_grad()
     def sample(self, prompts: list[str], seeds: list[int], settings: GenerationSettings = GenerationSettings(),
                before_step: Callable[[int, int], None] | None = None, latents: torch.Tensor | None = None,
-               decode: bool = True):
+               decode: bool = True, flow_fn: Callable | None = None):
         """Generate one video per prompt (``seeds`` fix the starting noise). ``before_step(i, steps)`` runs before
-        every denoising step (CLIPLoRA changes adapter weights there). Returns uint8 [B, T, H, W, 3] (or the
-        final latents when ``decode`` is False)."""
+        every denoising step (adapter weights can change there); ``flow_fn(x, sigma, text, i)``, when given,
+        replaces the denoiser call of step ``i`` (composite methods combine several calls). Returns uint8
+        [B, T, H, W, 3] (or the final latents when ``decode`` is False)."""
         from diffusers import FlowMatchEulerDiscreteScheduler
 
         if latents is None:
@@ -273,8 +274,11 @@ class VideoModel:
             if before_step is not None:
                 before_step(i, len(scheduler.timesteps))
             sigma = (t / 1000.0).expand(x.shape[0]).to(self.dtype)
-            flow = self.predict(x, sigma, text)
-            if uncond is not None:
+            if flow_fn is not None:
+                flow = flow_fn(x, sigma, text, i)
+            else:
+                flow = self.predict(x, sigma, text)
+            if uncond is not None and flow_fn is None:
                 plain = self.predict(x, sigma, uncond)
                 flow = plain + settings.guidance_scale * (flow - plain)
             x = scheduler.step(flow.float(), t, x.float(), return_dict=False)[0].to(self.dtype)

@@ -46,7 +46,7 @@ def test_camera_diff_trains_evaluates_registers_and_generates(dataset_home, tmp_
     assert base_run.info.status == "FINISHED" and base_run.data.tags[TAG_DATASET_VERSION] == version
     assert len(client.get_metric_history(base_run.info.run_id, "train_loss")) >= 2
 
-    for pattern in ("pan_left", "close_up"):
+    for pattern in ("tilt_up", "full_shot", "dutch_angle"):
         result = _run(home, landing, "train_camera_diff_lora", pattern, LORA, "camera_diff_lora")
         assert result.success, pattern
         meta = _meta(result, "camera_diff_lora")
@@ -56,7 +56,7 @@ def test_camera_diff_trains_evaluates_registers_and_generates(dataset_home, tmp_
         assert run.info.status == "FINISHED"
         assert tags[TAG_ASSET_KEY] == "camera_diff_lora" and tags[TAG_PARTITION] == pattern
         assert tags[TAG_DATASET_VERSION] == version and tags["dagster.run_id"] == result.run_id
-        if pattern == "pan_left":
+        if pattern == "tilt_up":
             for key in ("motion_control_acc", "motion_control_acc_base", "motion_static_frac",
                         "motion_estimator_ceiling"):
                 assert 0.0 <= metrics[key] <= 1.0, key
@@ -75,8 +75,8 @@ def test_camera_diff_trains_evaluates_registers_and_generates(dataset_home, tmp_
     result = _run(home, landing, "summarize_camera_diff")
     assert result.success
     summary = _meta(result, "camera_diff_summary")
-    assert summary["patterns_trained"] == 2 and "| pan_left" in summary["patterns"]
-    assert "motion_control_acc_mean" in summary and len(summary["missing_patterns"]) == 18
+    assert summary["patterns_trained"] == 3 and "| tilt_up" in summary["patterns"]
+    assert "motion_control_acc_mean" in summary and len(summary["missing_patterns"]) == 17
 
     # one failing partition fails alone, with one line naming the pattern and the count
     result = _run(home, landing, "train_camera_diff_lora", "zoom_in", {**LORA, "min_clips": 10_000},
@@ -90,14 +90,43 @@ def test_camera_diff_trains_evaluates_registers_and_generates(dataset_home, tmp_
     env = {**os.environ, "CINEPIPE_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     done = subprocess.run([sys.executable, "-m", "cinepipe.cli", "generate", "a woman in a courtyard",
-                           "--pattern", "pan_left", "--pattern", "close_up", "--steps", "3", "--out", str(out),
+                           "--pattern", "tilt_up", "--pattern", "full_shot", "--steps", "3", "--out", str(out),
                            "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     info = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(info["models"]) == {"base", "pan_left", "close_up"} and info["denoiser_calls"] == 3
+    assert set(info["models"]) == {"base", "tilt_up", "full_shot"} and info["denoiser_calls"] == 3
     probe = subprocess.run([sys.executable, "-m", "cinepipe.cli", "probe", str(out), "--json"], cwd=REPO,
                            capture_output=True, text=True, timeout=60)
     assert json.loads(probe.stdout)["width"] == 32 * 4
+
+    if "CameraCLIP" not in {m.name for m in client.search_registered_models()}:  # this file run alone
+        assert _run(home, landing, "train_camera_clip", config={"epochs": 1, "compare_mean_pooling": False},
+                    op="camera_clip").success
+    # CLIPLoRA against the static methods on the suite's request 3 (full shot, dutch angle, tilt up), one seed
+    result = _run(home, landing, "evaluate_clip_lora", config={"seeds": [0], "steps": 3, "population": 3,
+                                                               "generations": 1, "elitism": 1, "preview_steps": 2,
+                                                               "requests": [3]}, op="clip_lora_eval")
+    assert result.success
+    evaluation = _meta(result, "clip_lora_eval")
+    run = client.get_run(evaluation["mlflow_run_id"])
+    for method in ("merge", "switch", "composite", "cliplora"):
+        for key in ("pattern_presence_mean", "pattern_presence_std", "cameraclip_score_mean", "denoiser_calls",
+                    "seconds"):
+            assert f"{method}_{key}" in run.data.metrics, (method, key)
+    children = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+    assert {c.data.tags["cinepipe.method"] for c in children} == {"merge", "switch", "composite", "cliplora"}
+    assert run.data.metrics["merge_denoiser_calls"] == 3 and run.data.metrics["composite_denoiser_calls"] == 9
+    assert "| cliplora" in evaluation["results"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"fitness_vs_evaluations.png", "previews"}
+
+    composed = tmp_path / "composed.mp4"
+    done = subprocess.run([sys.executable, "-m", "cinepipe.cli", "compose", "a full shot, the camera tilts up",
+                           "--pattern", "full_shot", "--pattern", "tilt_up", "--method", "cliplora", "--steps", "3",
+                           "--population", "3", "--generations", "1", "--preview-steps", "2", "--out", str(composed),
+                           "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    info = json.loads(done.stdout.strip().splitlines()[-1])
+    assert info["method"] == "cliplora" and composed.exists() and info["denoiser_calls"] > 3
 
     bad = subprocess.run([sys.executable, "-m", "cinepipe.cli", "generate", "x", "--pattern", "no_such",
                           "--out", str(tmp_path / "x.mp4")], cwd=REPO, env=env, capture_output=True, text=True,
