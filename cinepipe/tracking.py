@@ -57,7 +57,8 @@ class Tracker:
     _experiment_id: str | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def for_home(cls, home: str | os.PathLike, tracking_uri: str | None = None, experiment: str = "cinepipe") -> "Tracker":
+    def for_home(cls, home: str | os.PathLike, tracking_uri: str | None = None,
+                 experiment: str = "cinepipe") -> "Tracker":
         uri = tracking_uri or default_tracking_uri(home)
         artifacts = None
         if uri.startswith("sqlite:///"):
