@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,13 @@ def home(tmp_path, monkeypatch) -> Path:
 def leftovers(folder: Path) -> list[Path]:
     """Temporary or half-written files: anything hidden or partial under ``folder``."""
     return [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith((".part", ".tmp"))]
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the files the end-to-end tests left for people to look at (the UI screenshots)."""
+    servers = sys.modules.get("servers")
+    written = [p for p in getattr(servers, "OUTPUTS", []) if p.exists()]
+    if written:
+        terminalreporter.section("test output")
+        for path in written:
+            terminalreporter.write_line(str(path))

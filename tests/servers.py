@@ -38,13 +38,26 @@ def missing(what: str) -> None:
     pytest.skip(f"{what} is not installed")
 
 
-def output_dir(name: str) -> Path:
-    """Where a test leaves files for people to look at (screenshots): ``$CINEPIPE_TEST_OUTPUT/<name>``, default
+# the files the tests left for people to look at; conftest's terminal summary lists them
+OUTPUTS: list[Path] = []
+
+
+def require(module: str, hint: str) -> None:
+    """Import ``module`` or skip (fail under CINEPIPE_REQUIRE_E2E) naming how to install it."""
+    try:
+        __import__(module)
+    except ImportError:
+        missing(f"{module} ({hint})")
+
+
+def output_path(name: str) -> Path:
+    """Where a test leaves a file for people to look at (a screenshot): ``$CINEPIPE_TEST_OUTPUT/<name>``, default
     ``tests/output/<name>`` (ignored by git)."""
     root = Path(os.environ.get("CINEPIPE_TEST_OUTPUT") or REPO / "tests" / "output")
-    out = root.absolute() / name
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    path = root.absolute() / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    OUTPUTS.append(path)
+    return path
 
 
 def free_port() -> int:
@@ -106,14 +119,15 @@ class Server:
                 return resp.status == 200
         self.wait_for(up, timeout, f"{url} answering")
 
-    def stop(self, grace: float = 8.0) -> None:
+    def signal_stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, self.stop_signal)
-        try:
-            self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-        # the leader may be gone while children of the group live on: kill what is left of the group
+
+    def finish(self, deadline: float) -> None:
+        """Wait for the process until ``deadline`` (monotonic), then kill whatever is left of its group."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
+        # the leader may be gone while children of the group live on
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -122,14 +136,18 @@ class Server:
 
 
 @contextlib.contextmanager
-def servers() -> Iterator[list[Server]]:
-    """Collects servers started in the block and stops them all, last first, however the block ends."""
+def servers(grace: float = 8.0) -> Iterator[list[Server]]:
+    """Collects servers started in the block and stops them all, however the block ends: all are asked to stop at
+    once, and whatever still runs ``grace`` seconds later is killed."""
     started: list[Server] = []
     try:
         yield started
     finally:
         for server in reversed(started):
-            server.stop()
+            server.signal_stop()
+        deadline = time.monotonic() + grace
+        for server in reversed(started):
+            server.finish(deadline)
 
 
 def http_json(url: str, payload: Optional[dict] = None, timeout: float = 30, headers: Optional[dict] = None):
@@ -223,10 +241,8 @@ def wait_for_run(server: Server, base_url: str, run_id: str, timeout: float = 12
 @contextlib.contextmanager
 def chromium_page(width: int = 1400, height: int = 860):
     """A Playwright page in Debian's Chromium (Playwright's own browser download is not needed)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("playwright (pip install playwright)")
+    require("playwright", "pip install -e '.[ui]'")
+    from playwright.sync_api import sync_playwright
     if not Path(CHROMIUM).exists():
         missing(f"chromium ({CHROMIUM}; apt-get install chromium)")
     with sync_playwright() as pw:
@@ -267,6 +283,7 @@ def postgres_binary(name: str) -> Optional[str]:
 def postgres_server(log_dir: Path, user: str = "dagster", password: str = "dagster") -> Iterator[dict]:
     """A throw-away PostgreSQL cluster on a free loopback port with password authentication; yields its
     connection settings. PostgreSQL refuses to run as root, so as root it runs as ``nobody``."""
+    require("psycopg2", "pip install -e '.[deploy]'")
     initdb, postgres = postgres_binary("initdb"), postgres_binary("postgres")
     if not initdb or not postgres:
         missing("PostgreSQL (apt-get install postgresql)")

@@ -12,7 +12,7 @@ from assets_defs.sensors import SOURCE_TAG
 from cinepipe.media import film_id_for
 from cinepipe.reel import generate_reel
 from servers import (Server, add_dynamic_partition, chromium_page, dagster_location_loaded, free_port, graphql,
-                     http_json, launch_partition_run, output_dir, python_env, servers, venv_bin, wait_for_run,
+                     http_json, launch_partition_run, output_path, python_env, servers, venv_bin, wait_for_run,
                      wait_for_text)
 
 pytestmark = pytest.mark.timeout(300)
@@ -63,14 +63,13 @@ def test_dagster_asset_graph_shows_the_latest_materializations(dagster_ui):
         latest = graphql(url, LATEST_MATERIALIZATION, {"path": [name]})["assetOrError"]["assetMaterializations"]
         assert latest == [{"runId": run_id, "partition": film_id}], name
     graphql(url, "mutation { setNuxSeen }")  # what "Skip" on the welcome dialog does
-    shot = output_dir("ui") / "dagster-asset-graph.png"
+    shot = output_path("ui/dagster-asset-graph.png")
     with chromium_page() as page:
         page.goto(f"{url}/locations/{LOCATION}/asset-groups/ingestion", wait_until="networkidle")
         # every node of the group shows its latest materialization and its one filled partition
         text = wait_for_text(page, lambda t: t.count("100% filled") >= len(INGESTION))
         page.wait_for_timeout(500)  # let the edges finish drawing
         page.screenshot(path=str(shot))
-    print(f"screenshot: {shot}")
     for name in INGESTION:
         assert name in text
     assert text.count("Latest event") == len(INGESTION)
@@ -87,7 +86,7 @@ def test_mlflow_ui_shows_the_experiment(dagster_ui):
     env = python_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     argv = [venv_bin("mlflow"), "ui", "--backend-store-uri", f"sqlite:///{home}/mlflow/mlflow.db",
             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    shot, run_shot = output_dir("ui") / "mlflow-experiment.png", output_dir("ui") / "mlflow-run.png"
+    shot, run_shot = output_path("ui/mlflow-experiment.png"), output_path("ui/mlflow-run.png")
     with servers() as started:
         server = Server("mlflow-ui", argv, dagster_ui["log_dir"], env)
         started.append(server)
@@ -111,7 +110,6 @@ def test_mlflow_ui_shows_the_experiment(dagster_ui):
             run_text = wait_for_text(page, lambda t: "detect_seconds" in t and run_id in t)
             page.wait_for_timeout(500)
             page.screenshot(path=str(run_shot))
-    print(f"screenshots: {shot} {run_shot}")
     assert "cinepipe" in text
     for name in names:
         assert name in text
