@@ -67,6 +67,7 @@ def test_compose_wiring():
         assert (env["DAGSTER_POSTGRES_USER"], env["DAGSTER_POSTGRES_PASSWORD"], env["DAGSTER_POSTGRES_DB"]) == \
             (postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"])
         assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+        assert env["CINEPIPE_MLFLOW_UI"] == "http://localhost:5000"  # the published port, for the links
         assert env["DAGSTER_HOME"] == "/opt/dagster_home"
         assert "./landing:/data/landing" in service["volumes"] and "cinepipe-data:/data" in service["volumes"]
         assert all(env[v].startswith("/data/") for v in ("CINEPIPE_HOME", "CINEPIPE_LANDING",
@@ -233,6 +234,9 @@ def test_deployment_on_postgres(tmp_path, monkeypatch):
                 for asset in ("raw_films", "film_proxies", "shots", "shot_clips", "shot_labels"):
                     event = instance.get_latest_materialization_event(AssetKey(asset))
                     assert event.run_id == run["runId"], asset
+                    # the asset's link to its MLflow run is one a browser on the host can open
+                    link = event.asset_materialization.metadata["mlflow_run"].value
+                    assert link.startswith(env["CINEPIPE_MLFLOW_UI"] + "/#/experiments/"), link
             assert any(Path(image_env["DAGSTER_COMPUTE_LOGS_DIR"]).rglob("*.err")), "no compute logs"
 
             # MLflow: runs in its Postgres database, artifacts uploaded through the server into its store
