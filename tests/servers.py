@@ -38,16 +38,16 @@ def missing(what: str) -> None:
     pytest.skip(f"{what} is not installed")
 
 
-# the files the tests left for people to look at; conftest's terminal summary lists them
-OUTPUTS: list[Path] = []
-
-
 def require(module: str, hint: str) -> None:
     """Import ``module`` or skip (fail under CINEPIPE_REQUIRE_E2E) naming how to install it."""
     try:
         __import__(module)
     except ImportError:
         missing(f"{module} ({hint})")
+
+
+# the files the tests left for people to look at; conftest's terminal summary lists them
+OUTPUTS: list[Path] = []
 
 
 def output_path(name: str) -> Path:
@@ -66,9 +66,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# where a server would find state other than the test's own
+STATE_VARIABLES = ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "CINEPIPE_HOME", "CINEPIPE_LANDING", "CINEPIPE_MLFLOW_UI")
+
+
 def python_env(**extra: str) -> dict[str, str]:
-    """The environment for a server that imports this checkout's code (first on the path, before any install)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "MLFLOW_", "CINEPIPE_"))}
+    """The environment for a server that imports this checkout's code (first on the path, before any install),
+    with none of the caller's state locations."""
+    env = {k: v for k, v in os.environ.items() if k not in STATE_VARIABLES and not k.startswith("DAGSTER_POSTGRES_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
     env.update(extra)
     return env

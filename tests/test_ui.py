@@ -54,7 +54,7 @@ def dagster_ui(tmp_path_factory):
                                       tags={SOURCE_TAG: str(landing / "film.mp4")}, run_config=IN_PROCESS)
         status = wait_for_run(dev, url, run_id, timeout=120)
         assert status == "SUCCESS", f"run {run_id}: {status}\n{dev.tail()}"
-        yield {"url": url, "home": home, "film_id": film_id, "run_id": run_id, "server": dev, "log_dir": tmp}
+        yield {"url": url, "home": home, "film_id": film_id, "run_id": run_id, "log_dir": tmp}
 
 
 def test_dagster_asset_graph_shows_the_latest_materializations(dagster_ui):
@@ -66,10 +66,11 @@ def test_dagster_asset_graph_shows_the_latest_materializations(dagster_ui):
     shot = output_path("ui/dagster-asset-graph.png")
     with chromium_page() as page:
         page.goto(f"{url}/locations/{LOCATION}/asset-groups/ingestion", wait_until="networkidle")
-        # every node of the group shows its latest materialization and its one filled partition
-        text = wait_for_text(page, lambda t: t.count("100% filled") >= len(INGESTION))
-        page.wait_for_timeout(500)  # let the edges finish drawing
-        page.screenshot(path=str(shot))
+        try:  # every node of the group shows its latest materialization and its one filled partition
+            text = wait_for_text(page, lambda t: t.count("100% filled") >= len(INGESTION))
+            page.wait_for_timeout(500)  # let the edges finish drawing
+        finally:
+            page.screenshot(path=str(shot))  # what the page showed, also when it did not show enough
     for name in INGESTION:
         assert name in text
     assert text.count("Latest event") == len(INGESTION)
@@ -107,9 +108,11 @@ def test_mlflow_ui_shows_the_experiment(dagster_ui):
             text = page.inner_text("body")
             # the film's ingestion run: its parameters, metrics and the Dagster tags
             page.get_by_text(f"ingest film.mp4 ({film_id})").first.click()
-            run_text = wait_for_text(page, lambda t: "detect_seconds" in t and run_id in t)
-            page.wait_for_timeout(500)
-            page.screenshot(path=str(run_shot))
+            try:
+                run_text = wait_for_text(page, lambda t: "detect_seconds" in t and run_id in t)
+                page.wait_for_timeout(500)
+            finally:
+                page.screenshot(path=str(run_shot))
     assert "cinepipe" in text
     for name in names:
         assert name in text
