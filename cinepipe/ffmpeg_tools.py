@@ -30,7 +30,8 @@ def ffmpeg_exe() -> str:
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as exc:  # pragma: no cover - depends on the machine
-        raise FFmpegNotFound("no ffmpeg: install ffmpeg (apt-get install ffmpeg) or pip install imageio-ffmpeg") from exc
+        raise FFmpegNotFound("no ffmpeg: install ffmpeg (apt-get install ffmpeg) or pip install imageio-ffmpeg") \
+            from exc
 
 
 @lru_cache(maxsize=1)

@@ -57,7 +57,8 @@ class Tracker:
     _experiment_id: str | None = field(default=None, init=False, repr=False)
 
     @classmethod
-    def for_home(cls, home: str | os.PathLike, tracking_uri: str | None = None, experiment: str = "cinepipe") -> "Tracker":
+    def for_home(cls, home: str | os.PathLike, tracking_uri: str | None = None,
+                 experiment: str = "cinepipe") -> "Tracker":
         uri = tracking_uri or default_tracking_uri(home)
         artifacts = None
         if uri.startswith("sqlite:///"):
@@ -124,8 +125,10 @@ class Tracker:
         return self._experiment_id
 
     def run_url(self, run_id: str) -> str:
-        base = self.tracking_uri if self.tracking_uri.startswith("http") else os.environ.get(
-            "CINEPIPE_MLFLOW_UI", "http://127.0.0.1:5000")
+        """The run in the MLflow UI: at ``CINEPIPE_MLFLOW_UI`` if set (a server's address as a browser reaches it,
+        which may differ from the one the pipeline uses), else the tracking server, else ``mlflow ui``'s default."""
+        base = os.environ.get("CINEPIPE_MLFLOW_UI") or (
+            self.tracking_uri if self.tracking_uri.startswith("http") else "http://127.0.0.1:5000")
         return f"{base.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{run_id}"
 
     # -- runs -------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,13 @@ def dataset_home(tmp_path_factory, small_reel):
     finally:
         del os.environ["DAGSTER_HOME"]
     return home, landing
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Name the files the end-to-end tests left for people to look at (the UI screenshots)."""
+    servers = sys.modules.get("servers")
+    written = [p for p in getattr(servers, "OUTPUTS", []) if p.exists()]
+    if written:
+        terminalreporter.section("test output")
+        for path in written:
+            terminalreporter.write_line(str(path))
