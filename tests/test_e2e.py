@@ -27,7 +27,7 @@ def test_cinepipe_run_on_the_reel(tmp_path):
                                                              "CINEPIPE_LANDING")}
     env["CINEPIPE_HOME"] = str(home)
     proc = cinepipe("run", "--films", "3", "--shots-per-film", "4", "--clip-epochs", "2", "--base-steps", "10",
-                    "--lora-steps", "2", "--eval-samples", "2", env=env)
+                    "--lora-steps", "2", "--eval-samples", "2", "--compose-seeds", "1", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[3/3]" in proc.stdout and "all assets materialized" in proc.stdout
 
@@ -47,9 +47,10 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     try:
         instance = DagsterInstance.get()
         runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.SUCCESS]))
-        assert sorted(r.job_name for r in runs) == (["build_dataset"] + ["ingest_films"] * 3
+        assert sorted(r.job_name for r in runs) == sorted(["build_dataset"] + ["ingest_films"] * 3
                                                     + ["summarize_camera_diff", "train_base_video_model"]
-                                                    + ["train_camera_clip"] + ["train_camera_diff_lora"] * 20)
+                                                    + ["train_camera_clip"] + ["train_camera_diff_lora"] * 20
+                                                    + ["evaluate_clip_lora"])
         run_ids = {r.run_id for r in runs}
     finally:
         del os.environ["DAGSTER_HOME"]
@@ -59,7 +60,7 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     assert {r.data.tags[TAG_ASSET_KEY] for r in mlruns} == {"raw_films", "film_proxies", "shots", "shot_clips",
                                                              "shot_labels", "cinematic2k", "camera_clip",
                                                              "base_video_model", "camera_diff_lora",
-                                                             "camera_diff_summary"}
+                                                             "camera_diff_summary", "clip_lora_eval"}
     assert {r.data.tags[TAG_DAGSTER_RUN] for r in mlruns} == run_ids
     from cinepipe.taxonomy import TAXONOMY
 
@@ -72,6 +73,11 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     children = [r for r in mlruns if r.data.tags.get("mlflow.parentRunId") == lora_set[0].info.run_id]
     assert sum(r.data.tags[TAG_ASSET_KEY] == "camera_diff_lora" for r in children) == 20
     assert "[20/20]" in proc.stdout and "camera_diff_summary: motion control" in proc.stdout
+    evaluation = next(r for r in mlruns if r.data.tags[TAG_ASSET_KEY] == "clip_lora_eval"
+                      and "cinepipe.method" not in r.data.tags)
+    assert {f"{m}_pattern_presence_mean" for m in ("merge", "switch", "composite", "cliplora")} <= set(
+        evaluation.data.metrics)
+    assert "clip_lora_eval in" in proc.stdout
     # the dataset: one row per shot of both films, its version on the MLflow run and in LATEST
     version = (home / "datasets" / "cinematic2k" / "LATEST").read_text().strip()
     dataset = pd.read_parquet(home / "datasets" / "cinematic2k" / version / "cinematic2k.parquet")
