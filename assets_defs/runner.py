@@ -15,9 +15,9 @@ DAGSTER_YAML = """\
 # written by cinepipe: the run history of `cinepipe run` and `dagster dev` lives here
 telemetry:
   enabled: false
-run_queue:
-  max_concurrent_runs: 2
 concurrency:
+  runs:
+    max_concurrent_runs: 2
   pools:
     default_limit: 2  # e.g. the lora_training pool: two LoRA partitions train at once on 2 cores
 """
