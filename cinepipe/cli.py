@@ -249,6 +249,28 @@ def cmd_compose(args) -> int:
     return 0
 
 
+def cmd_lineage(args) -> int:
+    from cinepipe.home import default_home
+    from cinepipe.lineage import LineageError, film_lineage, format_film, format_model, model_lineage
+    from cinepipe.tracking import Tracker
+
+    home = Path(args.home).absolute() if args.home else default_home()
+    tracker = Tracker.for_home(home)
+    try:
+        if args.model:
+            name, _, version = args.model.partition("/")
+            result = model_lineage(home, tracker, name, version or None)
+            text = format_model(result)
+        else:
+            result = film_lineage(home, tracker, args.film)
+            text = format_film(result)
+    except LineageError as err:
+        print(f"cinepipe: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1) if args.json else text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cinepipe", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -331,6 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--home", help="overrides CINEPIPE_HOME (where the MLflow store is)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("lineage", help="model -> runs, dataset, films and shots; or film -> datasets and models")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a registered model, NAME or NAME/VERSION (e.g. CameraCLIP/2)")
+    which.add_argument("--film", help="a film id, file name or stem")
+    p.add_argument("--home", help="overrides CINEPIPE_HOME")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_lineage)
 
     p = sub.add_parser("compose", help="several pattern LoRAs in one video (merge, switch, composite, cliplora)")
     p.add_argument("prompt")

@@ -128,6 +128,23 @@ def test_camera_diff_trains_evaluates_registers_and_generates(dataset_home, tmp_
     info = json.loads(done.stdout.strip().splitlines()[-1])
     assert info["method"] == "cliplora" and composed.exists() and info["denoiser_calls"] > 3
 
+    # lineage both ways: the LoRA -> its runs, dataset version, films; a film -> dataset versions and models
+    lineage = subprocess.run([sys.executable, "-m", "cinepipe.cli", "lineage", "--model", "CameraDiff-tilt_up",
+                              "--json"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert lineage.returncode == 0, lineage.stderr[-1000:]
+    model = json.loads(lineage.stdout)
+    table = c2k.load_version(home, version)
+    assert model["dataset_version"] == version and model["dagster_partition"] == "tilt_up"
+    assert model["dagster_run_id"] and {f["film_id"] for f in model["films"]} == set(table["film_id"])
+    assert sorted(s for ids in model["shots"].values() for s in ids) == sorted(table["shot_id"])
+    film = table["film_name"].iloc[0]
+    lineage = subprocess.run([sys.executable, "-m", "cinepipe.cli", "lineage", "--film", film, "--json"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert lineage.returncode == 0, lineage.stderr[-1000:]
+    back = json.loads(lineage.stdout)
+    assert version in {d["dataset_version"] for d in back["datasets"]}
+    assert {"CameraDiff-base", "CameraDiff-tilt_up"} <= {m["model"] for m in back["models"]}
+
     bad = subprocess.run([sys.executable, "-m", "cinepipe.cli", "generate", "x", "--pattern", "no_such",
                           "--out", str(tmp_path / "x.mp4")], cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=300)
