@@ -21,14 +21,14 @@ from cinepipe.diffusion_settings import GenerationSettings
 class ClipLoraEvalConfig(Config):
     seeds: list[int] = [0, 1, 2]
     steps: int = GenerationSettings.steps
-    population: int = 6
-    generations: int = 3
+    population: int = 4  # the evaluation's search is smaller than SearchSettings' defaults: the main job's budget
+    generations: int = 2
     phases: int = SearchSettings.phases
     mutation_rate: float = SearchSettings.mutation_rate
     crossover_rate: float = SearchSettings.crossover_rate
     elitism: int = SearchSettings.elitism
     patience: int = SearchSettings.patience
-    preview_steps: int = 5
+    preview_steps: int = 4
     requests: list[int] = []  # indices into the suite (tests); empty: the whole suite
 
     def search(self) -> SearchSettings:
