@@ -65,7 +65,7 @@ class ClipScorer:
     @property
     def logit_scale(self) -> float:
         """CLIP's learned temperature: cosine similarities times this are the logits of a softmax over texts."""
-        return min(100.0, float(self.model.logit_scale.exp()))
+        return min(100.0, float(self.model.logit_scale.detach().exp().item()))
 
     @property
     def frames(self) -> int:

@@ -24,7 +24,9 @@ class LineageError(LookupError):
 
 
 def _versions(home: Path) -> list[str]:
-    root = c2k.version_path(home, "x").parent
+    from cinepipe.home import datasets_dir
+
+    root = datasets_dir(home)
     return sorted(p.name for p in root.iterdir() if (p / "cinematic2k.parquet").exists()) if root.exists() else []
 
 
