@@ -236,7 +236,8 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
         diff_failures = run_camera_diff(defs, instance, home, landing, echo, (diffusion or {}).get("base"),
                                         (diffusion or {}).get("lora"), (diffusion or {}).get("workers", 2))
         failures += diff_failures
-        if not diff_failures and not any(line.startswith("camera_clip") for line in failures):
+        # the evaluation runs unless the base or CameraCLIP failed (a missing LoRA fails it with one line)
+        if not any(line.startswith(("base_video_model", "camera_clip ")) for line in failures):
             echo("evaluating CLIPLoRA against merge, switch and composite")
             config = {**QUIET, "ops": {"clip_lora_eval": {"config": (diffusion or {}).get("eval") or {}}}}
             result, took = _execute(defs, "evaluate_clip_lora", instance, config)

@@ -26,8 +26,10 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME",
                                                              "CINEPIPE_LANDING")}
     env["CINEPIPE_HOME"] = str(home)
-    proc = cinepipe("run", "--films", "3", "--shots-per-film", "4", "--clip-epochs", "2", "--base-steps", "10",
-                    "--lora-steps", "2", "--eval-samples", "2", "--compose-seeds", "1", env=env)
+    # seed 1, 3 x 8 shots: every pattern has clips in the train and val films (with fewer, a pattern without clips
+    # fails its partition alone, as it should, and the run exits 1 naming it)
+    proc = cinepipe("run", "--films", "3", "--shots-per-film", "8", "--seed", "1", "--clip-epochs", "2",
+                    "--base-steps", "10", "--lora-steps", "2", "--eval-samples", "2", "--compose-seeds", "1", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[3/3]" in proc.stdout and "all assets materialized" in proc.stdout
 
@@ -91,8 +93,8 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     assert f"cinematic2k {version}" in proc.stdout
 
     # a second run finds the reel already rendered and succeeds again
-    again = cinepipe("run", "--films", "3", "--shots-per-film", "4", "--clip-epochs", "1", "--no-camera-diff",
-                     env=env)
+    again = cinepipe("run", "--films", "3", "--shots-per-film", "8", "--seed", "1", "--clip-epochs", "1",
+                     "--no-camera-diff", env=env)
     assert again.returncode == 0, again.stderr
 
 
