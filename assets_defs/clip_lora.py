@@ -14,8 +14,7 @@ from assets_defs.camera_clip import camera_clip
 from assets_defs.camera_diff import camera_diff_lora
 from assets_defs.ingestion import _failure
 from assets_defs.resources import MlflowTracking
-from cinepipe.composition import METHODS, SearchSettings
-from cinepipe.diffusion_settings import GenerationSettings
+from cinepipe.diffusion_settings import METHODS, GenerationSettings, SearchSettings
 
 
 class ClipLoraEvalConfig(Config):
@@ -72,9 +71,8 @@ def clip_lora_eval(context: AssetExecutionContext, config: ClipLoraEvalConfig,
         previews = {}
         with tempfile.TemporaryDirectory() as tmp:
             for method in METHODS:
-                with mlflow.tracker().start_run(f"clip_lora_eval {method}", {
-                        **{k: v for k, v in _tags(context, version).items()}, "cinepipe.method": method},
-                        parent_run_id=run.run_id) as child:
+                with mlflow.run(context, f"clip_lora_eval {method}", dataset_version=version,
+                                tags={"cinepipe.method": method}, parent_run_id=run.run_id) as child:
                     child.log_metrics({k: v for k, v in summary.items() if k.startswith(f"{method}_")})
                     if method in best:
                         prompt, video = best[method]
@@ -93,13 +91,6 @@ def clip_lora_eval(context: AssetExecutionContext, config: ClipLoraEvalConfig,
         "best_videos": MetadataValue.md(gallery or "none"),
         "models": MetadataValue.json(loaded),
     })
-
-
-def _tags(context: AssetExecutionContext, version) -> dict:
-    from cinepipe.tracking import TAG_ASSET_KEY, TAG_DAGSTER_RUN, TAG_DATASET_VERSION
-
-    return {TAG_DAGSTER_RUN: context.run.run_id, TAG_ASSET_KEY: context.asset_key.to_user_string(),
-            TAG_DATASET_VERSION: version}
 
 
 CLIP_LORA_ASSETS = [clip_lora_eval]

@@ -28,12 +28,9 @@ import numpy as np
 import torch
 
 from cinepipe.camera_diff import activate
-from cinepipe.diffusion_settings import GenerationSettings
+from cinepipe.diffusion_settings import METHODS, GenerationSettings, SearchSettings  # noqa: F401 (re-exported)
 from cinepipe.taxonomy import TAXONOMY
 from cinepipe.video_model import VideoModel
-
-METHODS = ("merge", "switch", "composite", "cliplora")
-
 
 @dataclass(frozen=True)
 class Request:
@@ -46,22 +43,6 @@ class Request:
 
     def segment_patterns(self) -> tuple[tuple[str, ...], ...]:
         return self.segments or (self.patterns,)
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    population: int = 8
-    generations: int = 4
-    phases: int = 3  # spans of the denoising run with their own weights
-    mutation_rate: float = 0.3  # chance that a gene is perturbed
-    mutation_scale: float = 0.35  # standard deviation of a perturbation
-    crossover_rate: float = 0.7
-    elitism: int = 2  # best schedules carried over unchanged
-    patience: int = 2  # generations without improvement before stopping early
-    max_weight: float = 1.5
-    preview_steps: int = 8  # denoising steps of a fitness preview
-    prompt_weight: float = 0.5
-    seed: int = 0
 
 
 @dataclass

@@ -97,3 +97,23 @@ class LoraEvalSettings:
     seed: int = 1234
     generation: GenerationSettings = GenerationSettings()
     preview_samples: int = 4  # videos in the preview grid (each shown with and without the LoRA)
+
+
+# CLIPLoRA (cinepipe.composition): the composition methods and the genetic search's settings
+METHODS = ("merge", "switch", "composite", "cliplora")
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    population: int = 8
+    generations: int = 4
+    phases: int = 3  # spans of the denoising run with their own weights
+    mutation_rate: float = 0.3  # chance that a gene is perturbed
+    mutation_scale: float = 0.35  # standard deviation of a perturbation
+    crossover_rate: float = 0.7
+    elitism: int = 2  # best schedules carried over unchanged
+    patience: int = 2  # generations without improvement before stopping early
+    max_weight: float = 1.5
+    preview_steps: int = 8  # denoising steps of a fitness preview
+    prompt_weight: float = 0.5
+    seed: int = 0
