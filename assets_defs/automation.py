@@ -1,5 +1,9 @@
-"""Automation: models retrain when the dataset version changes (and not otherwise), and on a weekly schedule.
+"""Automation: the dataset is rebuilt once per batch of films, models retrain when the dataset version changes
+(and not otherwise), and on a weekly schedule.
 
+- ``cinematic2k``: requested once the films' labels or clips were updated and no film is still being ingested
+  (queued runs count), so a batch of films dropped at once gives one new dataset version, not one per film; a
+  film that failed does not hold it up (it is left out and named in the dataset's metadata).
 - ``camera_clip`` and ``base_video_model``: requested when Cinematic2K's *data version* (its content hash) changes;
   a rebuild that produced the same version requests nothing.
 - ``camera_diff_lora`` (every partition): requested when the base model is updated; ``camera_diff_summary`` when
@@ -8,7 +12,9 @@
   summary) on the latest dataset version; cron from ``CINEPIPE_RETRAIN_CRON`` (default Sunday 03:00,
   ``0 3 * * 0``), time zone from ``CINEPIPE_RETRAIN_TZ`` (default UTC).
 
-The conditions are evaluated by the ``cinepipe_automation`` sensor (running by default under ``dagster dev``).
+Two sensors evaluate the conditions: ``dataset_automation`` (``cinematic2k``) and ``model_automation`` (the models
+and evaluations), both running by default under ``dagster dev``; ``CINEPIPE_AUTO_RETRAIN=0`` starts the second one
+stopped (a laptop that should not start training on its own; the UI can start it).
 """
 
 import os
@@ -32,6 +38,16 @@ def on_dataset_version_change() -> AutomationCondition:
     ).with_label("dataset version changed")
 
 
+def after_films_settle() -> AutomationCondition:
+    """True when a film's labels or clips were updated since this asset was last handled and no film is in
+    progress (queued, starting or running) any more."""
+    return (
+        AutomationCondition.any_deps_updated().since_last_handled()
+        & ~AutomationCondition.any_deps_in_progress()
+        & ~AutomationCondition.in_progress()
+    ).with_label("films settled")
+
+
 def after_upstream_update() -> AutomationCondition:
     return AutomationCondition.eager()
 
@@ -48,7 +64,16 @@ retrain_schedule = ScheduleDefinition(
     description="Weekly retraining on the latest dataset version (CINEPIPE_RETRAIN_CRON overrides the cron).",
 )
 
-automation_sensor = AutomationConditionSensorDefinition(
-    "cinepipe_automation", target=AssetSelection.all(), default_status=DefaultSensorStatus.RUNNING,
+AUTO_RETRAIN = os.environ.get("CINEPIPE_AUTO_RETRAIN", "1").strip().lower() not in ("0", "false", "no", "off")
+
+dataset_automation_sensor = AutomationConditionSensorDefinition(
+    "dataset_automation", target=AssetSelection.assets("cinematic2k"), default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30, description="Rebuilds Cinematic2K once a batch of films is ingested.",
+)
+
+model_automation_sensor = AutomationConditionSensorDefinition(
+    "model_automation", target=AssetSelection.all() - AssetSelection.assets("cinematic2k"),
+    default_status=DefaultSensorStatus.RUNNING if AUTO_RETRAIN else DefaultSensorStatus.STOPPED,
     minimum_interval_seconds=30,
+    description="Retrains the models when the dataset version changes (CINEPIPE_AUTO_RETRAIN=0: stopped).",
 )

@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataVa
 from assets_defs.automation import on_dataset_version_change
 from assets_defs.ingestion import _failure
 from assets_defs.labelling import cinematic2k
+from assets_defs.scale_out import TRAINING_STEP_TAGS
 from assets_defs.resources import CinepipeHome, MlflowTracking
 from cinepipe import dataset as c2k
 from cinepipe.clip_settings import CameraClipSettings, ClipModelSettings, TrainSettings
@@ -50,6 +51,7 @@ def _settings_key(settings: CameraClipSettings) -> str:
 
 
 @asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="1",
+       op_tags=TRAINING_STEP_TAGS,
        automation_condition=on_dataset_version_change())
 def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: CinepipeHome,
                 mlflow: MlflowTracking) -> MaterializeResult:

@@ -15,6 +15,7 @@ from dagster import (AssetExecutionContext, Config, MaterializeResult, MetadataV
 from assets_defs.automation import after_upstream_update, on_dataset_version_change
 from assets_defs.ingestion import _failure
 from assets_defs.labelling import cinematic2k
+from assets_defs.scale_out import TRAINING_STEP_TAGS
 from assets_defs.resources import CinepipeHome, MlflowTracking
 from cinepipe import dataset as c2k
 from cinepipe.diffusion_settings import (BaseModelSettings, GenerationSettings, LoraEvalSettings, LoraSettings,
@@ -52,6 +53,7 @@ class BaseVideoConfig(Config):
 
 
 @asset(group_name=GROUP, deps=[cinematic2k], kinds={"pytorch", "diffusers", "mlflow"}, code_version="1",
+       op_tags=TRAINING_STEP_TAGS,
        automation_condition=on_dataset_version_change())
 def base_video_model(context: AssetExecutionContext, config: BaseVideoConfig, home: CinepipeHome,
                      mlflow: MlflowTracking) -> MaterializeResult:
@@ -128,7 +130,8 @@ LORA_HEADLINE = ("motion_control_acc", "motion_control_acc_base", "motion_static
 
 
 @asset(group_name=GROUP, deps=[base_video_model, cinematic2k], partitions_def=patterns_partitions, pool=POOL,
-       kinds={"pytorch", "peft", "mlflow"}, code_version="1", automation_condition=after_upstream_update())
+       kinds={"pytorch", "peft", "mlflow"}, code_version="1", automation_condition=after_upstream_update(),
+       op_tags=TRAINING_STEP_TAGS)
 def camera_diff_lora(context: AssetExecutionContext, config: LoraTrainConfig, home: CinepipeHome,
                      mlflow: MlflowTracking) -> MaterializeResult:
     """One pattern's LoRA on the base model: trained on the clips labelled with the pattern (their captions as

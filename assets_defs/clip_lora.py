@@ -13,6 +13,7 @@ from assets_defs.automation import after_upstream_update
 from assets_defs.camera_clip import camera_clip
 from assets_defs.camera_diff import camera_diff_lora
 from assets_defs.ingestion import _failure
+from assets_defs.scale_out import TRAINING_STEP_TAGS
 from assets_defs.resources import MlflowTracking
 from cinepipe.diffusion_settings import METHODS, GenerationSettings, SearchSettings
 
@@ -37,6 +38,7 @@ class ClipLoraEvalConfig(Config):
 
 
 @asset(group_name="clip_lora", deps=[camera_clip, camera_diff_lora], kinds={"pytorch", "mlflow"}, code_version="1",
+       op_tags=TRAINING_STEP_TAGS,
        automation_condition=after_upstream_update())
 def clip_lora_eval(context: AssetExecutionContext, config: ClipLoraEvalConfig,
                    mlflow: MlflowTracking) -> MaterializeResult:

@@ -6,6 +6,7 @@ import pandas as pd
 from dagster import (AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetExecutionContext, Config, DataVersion,
                      MaterializeResult, MetadataValue, asset)
 
+from assets_defs.automation import after_films_settle
 from assets_defs.ingestion import _failure, shot_clips, shots
 from assets_defs.partitions import FILMS_PARTITION, films_partitions
 from assets_defs.resources import CinepipeHome, MlflowTracking
@@ -70,6 +71,7 @@ class DatasetConfig(Config):
 
 
 @asset(group_name=GROUP, deps=[shot_labels, shot_clips], kinds={"parquet", "mlflow"},
+       automation_condition=after_films_settle(),
        metadata={"dagster/column_schema": column_schema(c2k.DATASET_SCHEMA)}, code_version=c2k.CODE_VERSION,
        check_specs=[
            AssetCheckSpec("pattern_coverage", asset="cinematic2k",

@@ -38,7 +38,7 @@ def prepare_dagster_home(home: Path) -> Path:
     return dagster_home
 
 
-def _failure_lines(result) -> list[str]:
+def failure_lines(result) -> list[str]:
     lines = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
@@ -63,19 +63,26 @@ def _execute(defs, job_name: str, instance, run_config: dict, tags: Optional[dic
 
 def _report_failure(result, title: str, prefix: str, took: float, echo: Callable[[str], None]) -> list[str]:
     """Echo a failed run's title and its one-line reasons; return them, prefixed, for the final summary."""
-    lines = _failure_lines(result) or ["failed"]
+    lines = failure_lines(result) or ["failed"]
     echo(f"{title}: FAILED in {took:.1f} s")
     for line in lines:
         echo(f"    {line}")
     return [f"{prefix} {line}" for line in lines]
 
 
-def _materialization_metadata(result, asset: str) -> dict:
+def materialization_metadata(result, asset: Optional[str] = None) -> dict:
+    """The metadata values of ``asset``'s materialization in a run's result, or, without ``asset``, of every
+    materialization by asset key."""
+    found = {}
     for event in result.get_asset_materialization_events():
         mat = event.event_specific_data.materialization
-        if mat.asset_key.to_user_string() == asset:
-            return {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-    return {}
+        found[mat.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+    return found if asset is None else found.get(asset, {})
+
+
+def small_metadata(meta: dict) -> dict:
+    """The numbers and short strings of a materialization's metadata (what a progress line or a report shows)."""
+    return {k: v for k, v in meta.items() if isinstance(v, (int, float, str)) and len(str(v)) < 200}
 
 
 def _materialize_lora(home: str, landing: str, pattern: str, run_config: dict, tags: dict) -> dict:
@@ -90,10 +97,9 @@ def _materialize_lora(home: str, landing: str, pattern: str, run_config: dict, t
         partition_key=pattern, instance=DagsterInstance.get(), raise_on_error=False, run_config=run_config,
         tags=tags)
     took = time.perf_counter() - started
-    meta = _materialization_metadata(result, "camera_diff_lora") if result.success else {}
-    return {"pattern": pattern, "success": result.success, "seconds": took,
-            "failures": [] if result.success else (_failure_lines(result) or ["failed"]),
-            "metadata": {k: v for k, v in meta.items() if isinstance(v, (int, float, str)) and len(str(v)) < 200}}
+    return {"partition": pattern, "run_id": result.run_id, "success": result.success, "seconds": took,
+            "failures": [] if result.success else (failure_lines(result) or ["failed"]),
+            "metadata": {k: small_metadata(v) for k, v in materialization_metadata(result).items()}}
 
 
 def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[str], None],
@@ -106,6 +112,7 @@ def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[s
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from assets_defs.camera_diff import LORA_SET_TAG
+    from assets_defs.scale_out import execute_partitions, executor_name
     from cinepipe.camera_diff import current_base
     from cinepipe.taxonomy import TAXONOMY
     from cinepipe.tracking import Tracker
@@ -117,44 +124,59 @@ def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[s
                                 {**QUIET, "ops": {"base_video_model": {"config": base_config or {}}}})
         if not result.success:
             return _report_failure(result, "base_video_model", "base_video_model", took, echo)
-        meta = _materialization_metadata(result, "base_video_model")
+        meta = materialization_metadata(result, "base_video_model")
         echo(f"base_video_model: {meta.get('model', '?')} in {took:.1f} s (final loss {meta.get('final_loss')})")
     base = current_base(home)
     if base is None:
         return ["base_video_model: no base video model (materialize base_video_model first)"]
     patterns = list(TAXONOMY.patterns)
     workers = max(1, min(workers, len(patterns)))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    executor = executor_name()
+    distributed = executor in ("celery", "k8s")
+    # here, each of the `workers` processes gets its share of the cores; a remote worker uses all of its own
+    threads = 0 if distributed else max(1, (os.cpu_count() or 1) // workers)
     run_config = {**QUIET, "ops": {"camera_diff_lora": {"config": {"torch_threads": threads,
                                                                     **(lora_config or {})}}}}
     tracker = Tracker.for_home(home)
-    echo(f"training {len(patterns)} LoRAs, {workers} at a time")
+    echo(f"training {len(patterns)} LoRAs on the {executor} executor's workers" if distributed
+         else f"training {len(patterns)} LoRAs, {workers} at a time")
     started = time.perf_counter()
     set_tags = {"dagster.asset_key": "camera_diff_lora", "cinepipe.dataset_version": base["dataset_version"],
                 "cinepipe.base_model": base.get("model_version"), "cinepipe.lora_set": "true"}
     with tracker.start_run(f"camera_diff_lora set {base['dataset_version']}", set_tags) as parent:
         tags = {LORA_SET_TAG: parent.run_id}
-        context = multiprocessing.get_context("spawn")  # no fork after torch has started its threads
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures = [pool.submit(_materialize_lora, str(home), str(landing), p, run_config, tags) for p in patterns]
-            for i, future in enumerate(as_completed(futures), 1):
-                done = future.result()
-                m = done["metadata"]
-                if done["success"]:
-                    figures = ", ".join(f"{k} {m[k]:.2f}" for k in ("motion_control_acc", "motion_control_acc_base",
-                                                                      "cameraclip_pattern_acc") if k in m)
-                    echo(f"  [{i}/{len(patterns)}] {done['pattern']}: ok in {done['seconds']:.1f} s"
-                         + (f" ({figures})" if figures else ""))
-                else:
-                    echo(f"  [{i}/{len(patterns)}] {done['pattern']}: FAILED in {done['seconds']:.1f} s")
-                    for line in done["failures"]:
-                        echo(f"      {line}")
-                    failures += [f"camera_diff_lora[{done['pattern']}] {line}" for line in done["failures"]]
+        count = iter(range(1, len(patterns) + 1))
+
+        def report(done: dict) -> None:
+            nonlocal failures
+            i, pattern = next(count), done["partition"]
+            if done["success"]:
+                m = done["metadata"].get("camera_diff_lora", {})
+                figures = ", ".join(f"{k} {m[k]:.2f}" for k in ("motion_control_acc", "motion_control_acc_base",
+                                                                  "cameraclip_pattern_acc") if k in m)
+                echo(f"  [{i}/{len(patterns)}] {pattern}: ok in {done['seconds']:.1f} s"
+                     + (f" ({figures})" if figures else ""))
+            else:
+                echo(f"  [{i}/{len(patterns)}] {pattern}: FAILED in {done['seconds']:.1f} s")
+                for line in done["failures"] or ["failed"]:
+                    echo(f"      {line}")
+                failures += [f"camera_diff_lora[{pattern}] {line}" for line in done["failures"] or ["failed"]]
+
+        if distributed:  # every partition is a run whose step the executor's workers take; they bound parallelism
+            execute_partitions("train_camera_diff_lora", patterns, run_config, tags,
+                               orchestrators=max(workers, 4), on_done=report)
+        else:
+            context = multiprocessing.get_context("spawn")  # no fork after torch has started its threads
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                futures = [pool.submit(_materialize_lora, str(home), str(landing), p, run_config, tags)
+                           for p in patterns]
+                for future in as_completed(futures):
+                    report(future.result())
         parent.log_metrics({"seconds": time.perf_counter() - started, "workers": workers,
                             "failed_partitions": len(failures)})
         result, took = _execute(defs, "summarize_camera_diff", instance, QUIET, tags)
     if result.success:
-        meta = _materialization_metadata(result, "camera_diff_summary")
+        meta = materialization_metadata(result, "camera_diff_summary")
         echo(f"camera_diff_summary: motion control {meta.get('motion_control_acc_mean', float('nan')):.2f} with "
              f"the LoRAs vs {meta.get('motion_control_acc_base_mean', float('nan')):.2f} without (movements)")
     else:
@@ -174,6 +196,7 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
 
     from assets_defs.definitions import build_definitions
     from assets_defs.partitions import FILMS_PARTITION
+    from assets_defs.scale_out import execute_partitions, executor_name
     from assets_defs.sensors import SOURCE_TAG
     from cinepipe.landing import scan_landing, unique_films
 
@@ -186,6 +209,10 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
         generate_reel(landing, **(reel_settings or {}))
         echo(f"  reel ready in {time.perf_counter() - started:.1f} s")
     landing = Path(landing).absolute()
+    if executor_name() in ("celery", "k8s"):
+        # the runs' orchestrator processes rebuild the code location from the environment (so do the workers,
+        # which must be started with the same CINEPIPE_HOME and CINEPIPE_LANDING)
+        os.environ.update(CINEPIPE_HOME=str(home), CINEPIPE_LANDING=str(landing))
     defs = build_definitions(home=str(home), landing=str(landing))
     instance = DagsterInstance.get()
     films = unique_films(scan_landing(landing, home / "landing_index.json"))
@@ -199,20 +226,41 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
     echo(f"ingesting {len(films)} films from {landing} into {home}")
     job = defs.resolve_job_def("ingest_films")
     failures: list[str] = []
-    for i, (film_id, source) in enumerate(sorted(films.items(), key=lambda kv: kv[1].name), 1):
-        started = time.perf_counter()
-        result = job.execute_in_process(partition_key=film_id, instance=instance, raise_on_error=False,
-                                        run_config=QUIET, tags={SOURCE_TAG: source.path, "cinepipe/film": source.name})
-        took = time.perf_counter() - started
-        if result.success:
-            echo(f"[{i}/{len(films)}] {source.name} ({film_id}): ok in {took:.1f} s")
-        else:
-            failures += _report_failure(result, f"[{i}/{len(films)}] {source.name} ({film_id})",
-                                        f"{source.name} ({film_id})", took, echo)
+    ordered = sorted(films.items(), key=lambda kv: kv[1].name)
+    distributed = executor_name() in ("celery", "k8s")
+    if distributed:  # every film a run whose steps the executor's workers take
+        position = {fid: i for i, (fid, _) in enumerate(ordered, 1)}
+
+        def report(done: dict) -> None:
+            nonlocal failures
+            fid = done["partition"]
+            title = f"[{position[fid]}/{len(films)}] {films[fid].name} ({fid})"
+            if done["success"]:
+                echo(f"{title}: ok in {done['seconds']:.1f} s")
+            else:
+                echo(f"{title}: FAILED in {done['seconds']:.1f} s")
+                for line in done["failures"] or ["failed"]:
+                    echo(f"    {line}")
+                failures += [f"{films[fid].name} ({fid}) {line}" for line in done["failures"] or ["failed"]]
+
+        execute_partitions("ingest_films", [fid for fid, _ in ordered], QUIET, on_done=report,
+                           partition_tags={fid: {SOURCE_TAG: f.path, "cinepipe/film": f.name} for fid, f in ordered})
+    else:
+        for i, (film_id, source) in enumerate(ordered, 1):
+            started = time.perf_counter()
+            result = job.execute_in_process(partition_key=film_id, instance=instance, raise_on_error=False,
+                                            run_config=QUIET,
+                                            tags={SOURCE_TAG: source.path, "cinepipe/film": source.name})
+            took = time.perf_counter() - started
+            if result.success:
+                echo(f"[{i}/{len(films)}] {source.name} ({film_id}): ok in {took:.1f} s")
+            else:
+                failures += _report_failure(result, f"[{i}/{len(films)}] {source.name} ({film_id})",
+                                            f"{source.name} ({film_id})", took, echo)
     # the dataset, from every film that made it (films that failed are left out and named in its metadata)
     result, took = _execute(defs, "build_dataset", instance, QUIET)
     if result.success:
-        meta = _materialization_metadata(result, "cinematic2k")
+        meta = materialization_metadata(result, "cinematic2k")
         echo(f"cinematic2k {meta.get('dataset_version', '?')}: {meta.get('dagster/row_count', '?')} shots "
              f"in {took:.1f} s")
         for check in result.get_asset_check_evaluations():
@@ -225,7 +273,7 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
         config = {**QUIET, "ops": {"camera_clip": {"config": clip_config or {}}}}
         result, took = _execute(defs, "train_camera_clip", instance, config)
         if result.success:
-            meta = _materialization_metadata(result, "camera_clip")
+            meta = materialization_metadata(result, "camera_clip")
             echo(f"camera_clip: {meta.get('model', '?')} in {took:.1f} s: text->video R@1 "
                  f"{meta.get('test_t2v_r1', float('nan')):.2f} (mean pooling "
                  f"{meta.get('test_t2v_r1_meanpool', float('nan')):.2f}), direction test "
@@ -242,7 +290,7 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
             config = {**QUIET, "ops": {"clip_lora_eval": {"config": (diffusion or {}).get("eval") or {}}}}
             result, took = _execute(defs, "evaluate_clip_lora", instance, config)
             if result.success:
-                meta = _materialization_metadata(result, "clip_lora_eval")
+                meta = materialization_metadata(result, "clip_lora_eval")
                 echo(f"clip_lora_eval in {took:.1f} s: patterns present "
                      + ", ".join(f"{m} {meta.get(f'{m}_pattern_presence_mean', float('nan')):.2f}"
                                  for m in ("merge", "switch", "composite", "cliplora")))

@@ -120,14 +120,16 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
         record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": seconds,
                   "clips_per_s": seen / max(seconds, 1e-9)}
         state.epoch, state.history = epoch + 1, state.history + [record]
+        # report first, then checkpoint: a kill in between repeats the epoch (and its report) on resume rather
+        # than losing the report of an epoch the checkpoint already holds
+        if on_epoch:
+            on_epoch(state.epoch, record)
         if checkpoint is not None:
             with atomic_path(checkpoint) as tmp:
                 torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                             "scheduler": scheduler.state_dict(), "epoch": state.epoch, "step": state.step,
                             "history": state.history, "extra": state.extra,
                             "settings": asdict(settings)}, tmp)
-        if on_epoch:
-            on_epoch(state.epoch, record)
     model.eval()
     return state
 

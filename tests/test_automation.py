@@ -42,6 +42,28 @@ def test_models_retrain_when_the_dataset_version_changes_and_not_otherwise(tmp_p
     assert models <= _requested(changed)
 
 
+def test_the_dataset_is_rebuilt_once_per_batch_of_films(tmp_path, instance):
+    """Cinematic2K is requested once films were labelled, not again on the next tick, and again for new films
+    (that it waits for films still in progress is exercised for real by the soak test)."""
+    defs = build_definitions(home=str(tmp_path))
+    instance.add_dynamic_partitions("films", ["a", "b", "c"])
+    start = evaluate_automation_conditions(defs, instance)
+    assert "cinematic2k" not in _requested(start)
+    for film in ("a", "b"):
+        _report(instance, "shot_clips", partition=film)
+        _report(instance, "shot_labels", partition=film)
+    batch = evaluate_automation_conditions(defs, instance, cursor=start.cursor)
+    assert "cinematic2k" in _requested(batch)
+    quiet = evaluate_automation_conditions(defs, instance, cursor=batch.cursor)
+    assert "cinematic2k" not in _requested(quiet)
+    _report(instance, "cinematic2k", "v1")  # the requested build
+    built = evaluate_automation_conditions(defs, instance, cursor=quiet.cursor)
+    assert "cinematic2k" not in _requested(built)
+    _report(instance, "shot_labels", partition="c")  # a later film
+    later = evaluate_automation_conditions(defs, instance, cursor=built.cursor)
+    assert "cinematic2k" in _requested(later)
+
+
 def test_every_lora_partition_follows_a_new_base(tmp_path, instance):
     from cinepipe.taxonomy import TAXONOMY
 

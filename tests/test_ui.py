@@ -38,7 +38,9 @@ def dagster_ui(tmp_path_factory):
     film_id = film_id_for(film)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = python_env(CINEPIPE_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), CINEPIPE_LANDING=str(landing))
+    # the models' automation off: the film's dataset would otherwise start a CameraCLIP training under the test
+    env = python_env(CINEPIPE_HOME=str(home), DAGSTER_HOME=str(home / "dagster"), CINEPIPE_LANDING=str(landing),
+                     CINEPIPE_AUTO_RETRAIN="0")
     with servers() as started:
         dev = Server("dagster-dev", [venv_bin("dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1",
                                      "-p", str(port)], tmp, env)
