@@ -1,6 +1,6 @@
-"""Scale-out: the 20 LoRA partitions of a tiny configuration run on two Celery workers (dagster-celery, Redis from
-Debian on loopback), every MLflow run lands; the Kubernetes executor's configuration renders GPU requests for the
-training steps."""
+"""Scale-out: new films' ingestion and the 20 LoRA partitions of a tiny configuration run on two Celery workers
+(dagster-celery, Redis from Debian on loopback), every MLflow run lands; the Kubernetes executor's configuration
+renders GPU requests for the training steps."""
 
 import json
 import os
@@ -14,6 +14,8 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from servers import REPO, Server, free_port, missing, python_env, require, servers, venv_bin
+from cinepipe.media import film_id_for
+from cinepipe.reel import generate_reel
 from cinepipe.taxonomy import TAXONOMY
 from cinepipe.tracking import TAG_PARTITION, Tracker
 
@@ -35,6 +37,22 @@ if __name__ == "__main__":
         failures = run_camera_diff(build_definitions(), instance, home, landing, print, lora_config=lora,
                                    train_base=False)
     print(json.dumps(failures))
+"""
+
+# The ingestion stage of `cinepipe run` with CINEPIPE_EXECUTOR=celery: one run per new film, its steps Celery tasks.
+INGEST = """
+import json, sys
+from dagster import DagsterInstance
+from assets_defs.partitions import FILMS_PARTITION
+from assets_defs.scale_out import execute_partitions
+from assets_defs.sensors import SOURCE_TAG
+if __name__ == "__main__":
+    films = json.loads(sys.argv[1])
+    with DagsterInstance.get() as instance:
+        instance.add_dynamic_partitions(FILMS_PARTITION, list(films))
+    tags = {f: {SOURCE_TAG: p} for f, p in films.items()}
+    done = execute_partitions("ingest_films", list(films), partition_tags=tags)
+    print(json.dumps({f: [d["success"], d["failures"]] for f, d in done.items()}))
 """
 
 
@@ -63,9 +81,12 @@ def test_twenty_lora_partitions_on_two_celery_workers(dataset_home, tmp_path):
 
     # a home of its own: the dataset of the shared home (its films, clips and versions), a fresh Dagster instance
     # (two LoRA partitions at a time in the lora_training pool) and a fresh MLflow store
-    shared, landing = dataset_home
-    home = tmp_path / "home"
+    shared, shared_landing = dataset_home
+    home, landing = tmp_path / "home", tmp_path / "landing"
     shutil.copytree(shared, home, ignore=shutil.ignore_patterns("dagster", "mlflow*", "models", "cache"))
+    shutil.copytree(shared_landing, landing)
+    new_films = {film_id_for(f): str(f) for f in generate_reel(
+        landing, seed=9, films=3, shots_per_film=2, width=160, height=90, shot_seconds=(1.0, 1.5), workers=1)}
     (home / "dagster").mkdir()
     (home / "dagster" / "dagster.yaml").write_text("telemetry:\n  enabled: false\nconcurrency:\n  pools:\n"
                                                    "    default_limit: 2\n")
@@ -84,12 +105,17 @@ def test_twenty_lora_partitions_on_two_celery_workers(dataset_home, tmp_path):
             started.append(Server(name, [venv_bin("dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
                                          "-y", str(CELERY_YAML), "-n", name, "--", "--concurrency=1"],
                                   tmp_path, env))
+        ingest = subprocess.run([sys.executable, "-c", INGEST, json.dumps(new_films)], env=env, cwd=REPO,
+                                capture_output=True, text=True, timeout=600)
         patterns = list(TAXONOMY.patterns)
         orchestrator = subprocess.run([sys.executable, "-c", ORCHESTRATE, str(home), str(landing), json.dumps(LORA)],
                                       env=env, cwd=REPO, capture_output=True, text=True, timeout=900)
         for server in started:
             server.check_alive()
         logs = {s.name: s.log.read_text(errors="replace") for s in started[1:]}
+    assert ingest.returncode == 0, ingest.stderr[-3000:]
+    ingested = json.loads(ingest.stdout.strip().splitlines()[-1])
+    assert ingested == {f: [True, []] for f in new_films}, ingested
     assert orchestrator.returncode == 0, orchestrator.stderr[-3000:]
     assert "on the celery executor's workers" in orchestrator.stdout, orchestrator.stdout[-3000:]
     failures = json.loads(orchestrator.stdout.strip().splitlines()[-1])
@@ -111,10 +137,22 @@ def test_twenty_lora_partitions_on_two_celery_workers(dataset_home, tmp_path):
                           if "in celery worker" in (e.message or "")]
                 assert len(engine) == 1, pattern
                 workers[pattern] = engine[0].dagster_event.event_specific_data.metadata["Celery worker"].value
+            film_steps = {}
+            for run in instance.get_runs(RunsFilter(job_name="ingest_films")):
+                assert run.status == DagsterRunStatus.SUCCESS
+                for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ENGINE_EVENT):
+                    if "in celery worker" in (e.message or ""):
+                        film_steps[(run.tags["dagster/partition"], e.step_key)] = \
+                            e.dagster_event.event_specific_data.metadata["Celery worker"].value
+            labelled = instance.get_materialized_partitions(AssetKey("shot_labels"))
             materialized = instance.get_materialized_partitions(AssetKey("camera_diff_lora"))
             summary = instance.get_latest_materialization_event(AssetKey("camera_diff_summary"))
     finally:
         del os.environ["DAGSTER_HOME"]
+    # every new film's five steps ran on the workers, spread over both
+    assert set(new_films) <= labelled
+    assert {film for film, _ in film_steps} == set(new_films) and len(film_steps) == 5 * len(new_films)
+    assert {name.split("@")[0] for name in film_steps.values()} == {"worker-a", "worker-b"}, film_steps
     by_worker = {name.split("@")[0] for name in workers.values()}
     assert by_worker == {"worker-a", "worker-b"}, workers
     for name in ("worker-a", "worker-b"):
