@@ -61,13 +61,24 @@ def _execute(defs, job_name: str, instance, run_config: dict, tags: Optional[dic
     return result, time.perf_counter() - started
 
 
+def _report_outcome(title: str, prefix: str, done: dict, echo: Callable[[str], None], figures: str = "",
+                    indent: str = "    ") -> list[str]:
+    """Echo a run's outcome (``success``, ``seconds``, ``failures``) under ``title``; return its failure lines,
+    prefixed, for the final summary."""
+    if done["success"]:
+        echo(f"{title}: ok in {done['seconds']:.1f} s" + (f" ({figures})" if figures else ""))
+        return []
+    lines = done["failures"] or ["failed"]
+    echo(f"{title}: FAILED in {done['seconds']:.1f} s")
+    for line in lines:
+        echo(f"{indent}{line}")
+    return [f"{prefix} {line}" for line in lines]
+
+
 def _report_failure(result, title: str, prefix: str, took: float, echo: Callable[[str], None]) -> list[str]:
     """Echo a failed run's title and its one-line reasons; return them, prefixed, for the final summary."""
-    lines = failure_lines(result) or ["failed"]
-    echo(f"{title}: FAILED in {took:.1f} s")
-    for line in lines:
-        echo(f"    {line}")
-    return [f"{prefix} {line}" for line in lines]
+    return _report_outcome(title, prefix, {"success": False, "seconds": took, "failures": failure_lines(result)},
+                           echo)
 
 
 def materialization_metadata(result, asset: Optional[str] = None) -> dict:
@@ -148,19 +159,12 @@ def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[s
         count = iter(range(1, len(patterns) + 1))
 
         def report(done: dict) -> None:
-            nonlocal failures
-            i, pattern = next(count), done["partition"]
-            if done["success"]:
-                m = done["metadata"].get("camera_diff_lora", {})
-                figures = ", ".join(f"{k} {m[k]:.2f}" for k in ("motion_control_acc", "motion_control_acc_base",
-                                                                  "cameraclip_pattern_acc") if k in m)
-                echo(f"  [{i}/{len(patterns)}] {pattern}: ok in {done['seconds']:.1f} s"
-                     + (f" ({figures})" if figures else ""))
-            else:
-                echo(f"  [{i}/{len(patterns)}] {pattern}: FAILED in {done['seconds']:.1f} s")
-                for line in done["failures"] or ["failed"]:
-                    echo(f"      {line}")
-                failures += [f"camera_diff_lora[{pattern}] {line}" for line in done["failures"] or ["failed"]]
+            m = done["metadata"].get("camera_diff_lora", {})
+            figures = ", ".join(f"{k} {m[k]:.2f}" for k in ("motion_control_acc", "motion_control_acc_base",
+                                                              "cameraclip_pattern_acc") if k in m)
+            failures.extend(_report_outcome(f"  [{next(count)}/{len(patterns)}] {done['partition']}",
+                                            f"camera_diff_lora[{done['partition']}]", done, echo, figures,
+                                            indent="      "))
 
         if distributed:  # every partition is a run whose step the executor's workers take; they bound parallelism
             execute_partitions("train_camera_diff_lora", patterns, run_config, tags,
@@ -232,16 +236,9 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
         position = {fid: i for i, (fid, _) in enumerate(ordered, 1)}
 
         def report(done: dict) -> None:
-            nonlocal failures
             fid = done["partition"]
-            title = f"[{position[fid]}/{len(films)}] {films[fid].name} ({fid})"
-            if done["success"]:
-                echo(f"{title}: ok in {done['seconds']:.1f} s")
-            else:
-                echo(f"{title}: FAILED in {done['seconds']:.1f} s")
-                for line in done["failures"] or ["failed"]:
-                    echo(f"    {line}")
-                failures += [f"{films[fid].name} ({fid}) {line}" for line in done["failures"] or ["failed"]]
+            failures.extend(_report_outcome(f"[{position[fid]}/{len(films)}] {films[fid].name} ({fid})",
+                                            f"{films[fid].name} ({fid})", done, echo))
 
         execute_partitions("ingest_films", [fid for fid, _ in ordered], QUIET, on_done=report,
                            partition_tags={fid: {SOURCE_TAG: f.path, "cinepipe/film": f.name} for fid, f in ordered})
@@ -251,12 +248,10 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
             result = job.execute_in_process(partition_key=film_id, instance=instance, raise_on_error=False,
                                             run_config=QUIET,
                                             tags={SOURCE_TAG: source.path, "cinepipe/film": source.name})
-            took = time.perf_counter() - started
-            if result.success:
-                echo(f"[{i}/{len(films)}] {source.name} ({film_id}): ok in {took:.1f} s")
-            else:
-                failures += _report_failure(result, f"[{i}/{len(films)}] {source.name} ({film_id})",
-                                            f"{source.name} ({film_id})", took, echo)
+            done = {"success": result.success, "seconds": time.perf_counter() - started,
+                    "failures": [] if result.success else failure_lines(result)}
+            failures += _report_outcome(f"[{i}/{len(films)}] {source.name} ({film_id})",
+                                        f"{source.name} ({film_id})", done, echo)
     # the dataset, from every film that made it (films that failed are left out and named in its metadata)
     result, took = _execute(defs, "build_dataset", instance, QUIET)
     if result.success:
