@@ -369,14 +369,16 @@ def load_registered(tracker, patterns: list[str], base_version: str | None = Non
     unknown = [p for p in patterns if p not in TAXONOMY.patterns]
     if unknown:
         raise CameraDiffError(f"unknown pattern {unknown[0]!r} (one of: {', '.join(TAXONOMY.patterns)})")
-    work = Path(tempfile.mkdtemp(prefix="cinepipe-camera-diff-"))
-    base_dir, version, _ = download_model(tracker, BASE_MODEL_NAME, "model", base_version, work / "base")
-    model = VideoModel.load(base_dir, device=device)
-    loaded = {"base": version}
-    for pattern in dict.fromkeys(patterns):
-        path, v, _ = download_model(tracker, lora_model_name(pattern), "adapter", None, work / pattern)
-        load_lora(model, path, pattern)
-        loaded[pattern] = v
+    # the downloaded files are read into memory and deleted: repeated loads must not fill the temp disk
+    with tempfile.TemporaryDirectory(prefix="cinepipe-camera-diff-") as tmp:
+        work = Path(tmp)
+        base_dir, version, _ = download_model(tracker, BASE_MODEL_NAME, "model", base_version, work / "base")
+        model = VideoModel.load(base_dir, device=device)
+        loaded = {"base": version}
+        for pattern in dict.fromkeys(patterns):
+            path, v, _ = download_model(tracker, lora_model_name(pattern), "adapter", None, work / pattern)
+            load_lora(model, path, pattern)
+            loaded[pattern] = v
     if len(loaded) > 1:
         model.transformer.disable_adapters()
     return model, loaded

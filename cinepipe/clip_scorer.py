@@ -9,6 +9,8 @@ cosine similarities [B, K]. Text embeddings are cached, so the same prompts cost
 
 from __future__ import annotations
 
+import tempfile
+
 from pathlib import Path
 
 import numpy as np
@@ -54,11 +56,13 @@ class ClipScorer:
 
     @classmethod
     def from_registry(cls, tracker: Tracker, version: str | None = None, device: str | None = None) -> "ClipScorer":
-        try:
-            local, version, run_id = download_model(tracker, MODEL_NAME, ARTIFACT_DIR, version)
-        except LookupError as err:
-            raise LookupError(f"{err} (materialize camera_clip first)") from None
-        scorer = cls.from_checkpoint(local / CHECKPOINT_FILE, device)
+        # the downloaded files are read into memory and deleted: repeated loads must not fill the temp disk
+        with tempfile.TemporaryDirectory(prefix="cinepipe-cameraclip-") as tmp:
+            try:
+                local, version, run_id = download_model(tracker, MODEL_NAME, ARTIFACT_DIR, version, tmp)
+            except LookupError as err:
+                raise LookupError(f"{err} (materialize camera_clip first)") from None
+            scorer = cls.from_checkpoint(local / CHECKPOINT_FILE, device)
         scorer.info.update(version=version, run_id=run_id)
         return scorer
 

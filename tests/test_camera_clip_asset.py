@@ -51,7 +51,9 @@ def test_camera_clip_logs_registers_and_serves(dataset_home):
     assert model_version.run_id == run.info.run_id and model_version.tags[TAG_DATASET_VERSION] == version
 
     clip = next(landing.glob("*.mp4"))
-    env = {**os.environ, "CINEPIPE_HOME": str(home)}
+    scratch = home.parent / "clip-cli-tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "CINEPIPE_HOME": str(home), "TMPDIR": str(scratch)}
     proc = subprocess.run([sys.executable, "-m", "cinepipe.cli", "clip", "classify", str(clip), "--json"],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -64,6 +66,8 @@ def test_camera_clip_logs_registers_and_serves(dataset_home):
     assert proc.returncode == 0, proc.stderr
     assert [s["caption"] for s in json.loads(proc.stdout)["scores"]] == ["the camera pans left",
                                                                          "a close-up of a person"]
+    # the registered model is downloaded to a temp directory and read into memory: nothing is left behind
+    assert [p.name for p in scratch.iterdir() if p.name.startswith("cinepipe-")] == []
 
 
 KILLED_TRAINING = """
