@@ -32,7 +32,7 @@ from cinepipe.media import ProxyInfo, iter_frames
 from cinepipe.taxonomy import STATIC, TAXONOMY
 
 MOVEMENTS = TAXONOMY.families["movement"]
-VERSION = 2  # bump when the estimator's output changes for the same input (labels record it)
+VERSION = 3  # bump when the estimator's output changes for the same input (labels record it)
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,14 @@ class MotionSettings:
     # or a truck by the direction of its parallax (radial or along the flow), not by the larger component
     tie_ratio: float = 1.5
     min_points: int = 12
+    # a sideways move whose residual flow leans along the motion by more than this (tail, / median flow) is a truck
+    # even when the typical point shows no parallax (a near subject or prop against a far background)
+    along_translation: float = 0.3
+    # a dolly whose parallax does not lean along the radius by this much (tail, / median flow) is labelled less surely
+    dolly_radial_support: float = 0.4
+    # below min_shift and min_zoom, a translating camera whose points' divergences lean one way by this much (90th
+    # plus 10th percentile, per second) is a slow dolly onto a near subject
+    min_dolly_tail: float = 0.03
 
 
 @dataclass
@@ -76,6 +84,7 @@ class PairMotion:
     perspective: float = 1.0  # residual of a plain shift-and-scale / residual of the rotation fit
     radial_parallax: float = 0.0  # residual along the radius beyond that across it (tail), / median flow
     along_parallax: float = 0.0  # residual along the mean flow beyond that across it (tail), / median flow
+    divergence_tail: float = 0.0  # 90th + 10th percentile of each point's radial flow / radius (ln-scale like)
 
 
 @dataclass
@@ -196,16 +205,22 @@ def window_motion(a: np.ndarray, b: np.ndarray, size: tuple[int, int],
     # the similarity-style components: image shift at the centre (pixels), ln-scale and image rotation
     radius2 = (x ** 2).sum(1)
     off_centre = radius2 > (0.1 * size[0]) ** 2
-    divergence = float(np.median(((x * v).sum(1) / np.maximum(radius2, 1.0))[off_centre])) if off_centre.any() else 0.0
+    point_divergence = ((x * v).sum(1) / np.maximum(radius2, 1.0))[off_centre]
+    divergence = float(np.median(point_divergence)) if off_centre.any() else 0.0
+    # a camera moving forward spreads every point away from the centre, near ones most: the divergences lean to one
+    # side; a static camera's noise, a pan or a truck leave them balanced about zero (see _label)
+    divergence_tail = (float(np.percentile(point_divergence, 90) + np.percentile(point_divergence, 10))
+                       if point_divergence.size >= 8 else 0.0)
     return PairMotion(dx=float(wy * focal), dy=float(-wx * focal), log_scale=float(zoom), rotation=float(wz),
                       parallax=parallax, flow=flow, points=int(len(a)), raw_dx=float(np.mean(v[:, 0])),
                       raw_dy=float(np.mean(v[:, 1])), raw_divergence=divergence, perspective=perspective,
-                      radial_parallax=radial_parallax, along_parallax=along_parallax)
+                      radial_parallax=radial_parallax, along_parallax=along_parallax,
+                      divergence_tail=divergence_tail)
 
 
 def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: MotionSettings,
            perspective: float = 10.0, radial_parallax: float | None = None,
-           along_parallax: float | None = None) -> tuple[str, float]:
+           along_parallax: float | None = None, divergence_tail: float | None = None) -> tuple[str, float]:
     """Movement label and confidence from per-second components, the parallax and, for a sideways move with no
     parallax, the perspective signature of a turning camera. When a translating camera's flow magnifies about as
     much as it slides sideways (within ``tie_ratio``), the larger component is no evidence: the direction its
@@ -215,6 +230,12 @@ def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: Moti
     zoom_strength = abs(zoom) / settings.min_zoom
     shift_strength = shift / settings.min_shift
     if max(zoom_strength, shift_strength) < 1.0:
+        # A slow dolly towards a near subject: the subject grows, the far background hardly moves, so the typical
+        # point shows no magnification; but the divergences lean one way (all points move away from, or towards,
+        # the centre), which a static camera's noise and a subject's own small movements do not do.
+        lean = (divergence_tail or 0.0) / settings.min_dolly_tail
+        if parallax > settings.parallax_translation and abs(lean) >= 1.0:
+            return ("dolly_in" if lean > 0 else "dolly_out"), float(min(0.8, 0.3 + 0.25 * (abs(lean) - 1.0)))
         return STATIC, float(min(1.0, 1.0 - 0.5 * max(zoom_strength, shift_strength)))
     translates = parallax > settings.parallax_translation
     # how far the parallax is from the decision line, as a confidence in [0.5, 1]
@@ -225,8 +246,17 @@ def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: Moti
         zoom_wins = radial_parallax >= along_parallax
     if zoom_wins:
         label = ("dolly_in" if zoom > 0 else "dolly_out") if translates else ("zoom_in" if zoom > 0 else "zoom_out")
+        if translates and radial_parallax is not None and radial_parallax < settings.dolly_radial_support:
+            # a dolly's parallax points along the radius; residual flow in every direction is as likely a
+            # subject moving on its own in front of a zooming lens: less sure
+            sure = min(sure, 0.6)
         margin = abs(1.0 - shift_strength / zoom_strength) if zoom_strength else 0.0
     elif abs(pan) >= abs(tilt):
+        if not translates and along_parallax is not None and along_parallax > settings.along_translation:
+            # most points move as one rotation would move them, but a tail of them (a near prop, the subject)
+            # slides further the same way: depth-dependent flow, so the camera slides sideways
+            translates = True
+            sure = 0.5 + 0.5 * min(1.0, along_parallax / settings.along_translation - 1.0)
         if not translates and perspective < settings.flat_perspective:
             translates = True  # the picture slides without the perspective shear of a pan: a truck past a flat scene
             sure = 0.5 + 0.5 * min(1.0, (settings.flat_perspective - perspective) / settings.flat_perspective)
@@ -264,7 +294,9 @@ def summarise(windows: list[PairMotion | None], seconds_each: float, width: int,
     perspective = float(np.median([p.perspective for p in good]))
     radial_parallax = float(np.median([p.radial_parallax for p in good]))
     along_parallax = float(np.median([p.along_parallax for p in good]))
-    label, confidence = _label(pan, tilt, zoom, parallax, settings, perspective, radial_parallax, along_parallax)
+    divergence_tail = float(np.median([p.divergence_tail for p in good])) / dt
+    label, confidence = _label(pan, tilt, zoom, parallax, settings, perspective, radial_parallax, along_parallax,
+                               divergence_tail)
     coverage = len(good) / max(1, len(windows))
     return WindowMotion(start_s, end_s, pan, tilt, zoom, roll, parallax, label, confidence * coverage,
                         int(np.median([p.points for p in good])))
