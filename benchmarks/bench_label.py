@@ -7,7 +7,7 @@ The labelling pass (``cinepipe.labelling.label_shots``) decodes the film's proxy
 frames for everything: camera motion on every frame, framing and angle on a few sample frames per shot. Its time
 is compared, in one run, with a plain ffmpeg decode of the same shots from the film (``ffmpeg -i F -f null -``):
 target <= 1.5x. The ratio to decoding the proxy alone (the cheapest decode there is) is printed too, and the
-split of the labelling time between motion, framing and angle.
+time framing and angle take on their worker thread (it overlaps the next shot's motion tracking).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> int:
     print(f"decode the film's shots once   {film_decode:7.2f} s  ({1000 * film_decode / n:6.1f} ms per shot)")
     print(f"decode the proxy once          {proxy_decode:7.2f} s")
     print(f"label every shot               {lab:7.2f} s  ({1000 * lab / n:6.1f} ms per shot; framing "
-          f"{last['framing']:.2f} s, angle {last['angle']:.2f} s, the rest motion and decode)")
+          f"{last['framing']:.2f} s, angle {last['angle']:.2f} s on a worker thread, overlapping motion and decode)")
     print(f"ratio to decoding the shots    {lab / film_decode:7.2f}x  (target <= 1.5x)")
     print(f"ratio to decoding the proxy    {lab / proxy_decode:7.2f}x")
     return 0

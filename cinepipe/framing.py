@@ -20,14 +20,17 @@ The frames are searched, cheapest detector first, and the search stops as soon a
    skin-coloured (YCrCb box test on its centre). The cascade's box covers brows to mouth, about ``face_to_head``
    (0.76) of the head height, so head height = box height / 0.76. Stops after ``min_frames`` (2) agreeing faces,
    or after three frames without any;
-2. on at most ``fallback_frames`` frames without a face: a level pair of large eyes (``haarcascade_eye``; an extreme
-   close-up's face overflows the frame, the eye distance is about ``eyes_to_head`` of the head height), else a
-   head-and-shoulders box (``haarcascade_upperbody``, about ``upper_to_head`` head heights tall), else (on
-   ``rotated_frames`` frames) a face rotated by +-``rotations`` degrees (a dutch angle tilts it beyond what the
-   cascade takes);
+2. on at most ``fallback_frames`` frames without a face: the upright face again at the full analysis size (on
+   ``full_face_frames`` frames; the half-size search misses some faces just above its smallest size), else a
+   level pair of large eyes (``haarcascade_eye``; an extreme close-up's face overflows the frame, the eye
+   distance is about ``eyes_to_head`` of the head height), else a head-and-shoulders box
+   (``haarcascade_upperbody``, about ``upper_to_head`` head heights tall), else (on ``rotated_frames`` frames) a
+   face rotated by +-``rotations`` degrees (a dutch angle tilts it beyond what the cascade takes);
 3. a standing person (OpenCV's HOG people detector) on those frames at the analysis size; its box is the body
    height times ``hog_pad`` (1.08). A box cut by the frame's top or bottom edge is not a whole body;
-4. a small whole figure (``haarcascade_fullbody`` at the analysis size, boxes up to ``fullbody_max`` of the frame
+4. a whole figure below the HOG window: the people detector on the middle frame upscaled ``upscale`` times (a
+   second frame only if the first shows one): a long shot;
+5. a small whole figure (``haarcascade_fullbody`` at the analysis size, boxes up to ``fullbody_max`` of the frame
    height, about ``fullbody_pad`` body heights): a long shot; weak unless a second frame confirms it.
 
 Per shot, a measure is kept only if frames agree (at least ``min_frames`` frames and more than half of those where
@@ -52,7 +55,7 @@ import numpy as np
 from cinepipe.label_types import Label, bgr_at_height
 from cinepipe.taxonomy import TAXONOMY
 
-VERSION = 2
+VERSION = 3
 LABELLER = f"auto:framing@{VERSION}"
 FRAMINGS = TAXONOMY.families["framing"]
 
@@ -82,6 +85,10 @@ class FramingSettings:
     fallback_frames: int = 3  # frames searched by the dearer detectors (eyes, rotated faces, people)
     upper_frames: int = 3  # frames searched for a head and shoulders
     rotated_frames: int = 2  # frames searched for rotated faces
+    full_face_frames: int = 2  # frames searched again for faces at the analysis size (when half size found none)
+    full_face_neighbours: int = 3  # minNeighbors of that search
+    upscaled_frames: int = 2  # frames searched for small people in the frame upscaled by ``upscale``
+    upscale: float = 2.0
     hog_scale: float = 1.1  # HOG pyramid step
     fallback_step: float = 1.1  # pyramid step of the eye, head-and-shoulders and full-body cascades
     size_spread: float = 1.5
@@ -121,14 +128,15 @@ def _skin_share(bgr: np.ndarray, box: tuple[int, int, int, int]) -> float:
 
 
 def _faces(grey: np.ndarray, bgr: np.ndarray, settings: FramingSettings,
-           angles: tuple[float, ...], max_px: int = 0, min_px: int = 0) -> tuple[float, float] | None:
+           angles: tuple[float, ...], max_px: int = 0, min_px: int = 0, neighbours: int = 3
+           ) -> tuple[float, float] | None:
     """(face box height / frame height, rotation tried) of the largest plausible face, or None."""
     cascade = _cascade("haarcascade_frontalface_alt2.xml")
     h = grey.shape[0]
     for angle in angles:
         g = grey if angle == 0 else _rotate(grey, angle)
         c = bgr if angle == 0 else _rotate(bgr, angle)
-        boxes = cascade.detectMultiScale(g, scaleFactor=settings.face_step, minNeighbors=3,
+        boxes = cascade.detectMultiScale(g, scaleFactor=settings.face_step, minNeighbors=neighbours,
                                          minSize=(min_px or settings.min_face_px,) * 2,
                                          maxSize=(max_px, max_px) if max_px else None)
         good = [b for b in boxes if _skin_share(c, tuple(int(v) for v in b)) >= settings.skin_min]
@@ -290,6 +298,20 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
             return label
     # eyes (an extreme close-up's face overflows the frame) and rotated faces (dutch angles), on few frames
     for k, i in enumerate([i for i in order if i not in heads][:settings.fallback_frames]):
+        if k < settings.full_face_frames:
+            # the half-size search misses some faces a little above its smallest size (soft or stylised
+            # features): look again at the analysis size, for faces up to the size the quarter search covers
+            bgr = prep(i)[0]
+            top = int(1.25 * settings.quarter_min_face_px / settings.face_scale ** 2)
+            found = _faces(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), bgr, settings, (0.0,), max_px=top,
+                           min_px=int(settings.min_face_px / settings.face_scale),
+                           neighbours=settings.full_face_neighbours)
+            if found:
+                heads[i], source[i] = found[0] / settings.face_to_head, "face_full_size"
+                label = decided(need)
+                if label:
+                    return label
+                continue
         small_grey = prep(i)[1]
         eye = _eyes(small_grey, settings)
         if eye is not None:
@@ -337,6 +359,18 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     if smallest * 2 > m:
         details.update(detector="hog_smallest_window", detections={"hog_small": smallest})
         return Label("long_shot", round(0.5 * smallest / m, 3), details, LABELLER)
+    # a whole figure below the HOG window (a long shot's): the people detector on the frame upscaled, on few frames
+    small_bodies: list[float] = []
+    for i in order[:settings.upscaled_frames]:
+        found = [frac for frac, inside in _bodies(prep(i)[0], settings.upscale, settings.hog_scale) if inside]
+        if not found:
+            break  # dear (a quarter of the frame's cost): a second frame only confirms what the first found
+        small_bodies.append(max(found) / settings.hog_pad)
+    agree = _agreeing(small_bodies, settings)
+    if agree and len(agree) * 2 > settings.upscaled_frames and max(agree) < settings.body_full_min:
+        body = float(np.median(agree))
+        details.update(body_frac=round(body, 4), detector="hog_upscaled", detections={"hog_upscaled": len(agree)})
+        return Label("long_shot", 0.6 if len(agree) >= 2 else 0.4, details, LABELLER)
     # a small whole figure: the full-body cascade at the analysis size (its 28 px window is about a tenth of the
     # frame height, the size of a long shot's figure), on the middle frame, confirmed on a second one
     figures = []

@@ -8,6 +8,7 @@ and angle labellers. So labelling costs one decode of the proxy plus the analysi
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -55,43 +56,56 @@ def _entry(label) -> dict:
     return {"value": label.value, "confidence": round(float(label.confidence), 4), "source": label.source}
 
 
+def _still_labels(frames: list) -> tuple:
+    """Framing and angle of a shot from its sample frames."""
+    return label_framing(frames), label_angle(frames)
+
+
 def label_shots(proxy: ProxyInfo, shots: list[dict], film_id: str,
                 settings: LabellingSettings = LabellingSettings()) -> list[dict]:
     """Per shot (rows with index, start_s, end_s, start_frame, end_frame in proxy frames, end exclusive):
     ``{"index", "shot_id", "start_s", "end_s", "labels": {family: {value, confidence, source}}, "motion",
-    "windows", "details"}``. Shots must tile the proxy in order (as the shot splitter writes them)."""
+    "windows", "details"}``. Shots must tile the proxy in order (as the shot splitter writes them).
+
+    A shot's framing and angle run on a worker thread while the next shot's frames are tracked for motion (OpenCV
+    releases the GIL): on two cores the still-frame labellers cost little more than the wait for the decoder."""
     stream = iter_frames(proxy.path, proxy.width, proxy.height, pix_fmt="bgr24")
-    out = []
+    moving: list[tuple[dict, object, list]] = []
     cursor = 0
     ordered = sorted(shots, key=lambda s: s["start_frame"])
     trim = int(round(settings.fade_trim_s * proxy.fps))
-    for i, shot in enumerate(ordered):
-        start, end = int(shot["start_frame"]), int(shot["end_frame"])
-        # leave out the ramps of fades at either end, if enough of the shot is left
-        a = trim if shot.get("transition_in") == "fade" else 0
-        b = trim if i + 1 < len(ordered) and ordered[i + 1].get("transition_in") == "fade" else 0
-        if end - start - a - b < max(6, (end - start) // 3):
-            a = b = 0
-        _skip(stream, start + a - cursor)  # frames no shot owns (none with the splitter's shots), a fade-in ramp
-        kept: list = []
-        length = end - start - a - b
-        frames = _sampling(itertools.islice(stream, length), length, settings.sample_frames, kept)
-        windows, whole = motion_estimator.estimate(frames, proxy.fps, float(shot["start_s"]) + a / proxy.fps,
-                                                   settings.window_s, settings.motion)
-        _skip(stream, b)
-        cursor = end
-        framing = label_framing(kept)
-        angle = label_angle(kept)
-        movement = {"value": None if whole.label == "unknown" else whole.label,
-                    "confidence": round(float(whole.confidence), 4), "source": MOTION_LABELLER}
-        out.append({
-            "index": int(shot["index"]), "shot_id": shot_id(film_id, shot["index"]),
-            "start_s": float(shot["start_s"]), "end_s": float(shot["end_s"]),
-            "labels": {"framing": _entry(framing), "angle": _entry(angle), "movement": movement},
-            "motion": whole.to_dict(), "windows": [w.to_dict() for w in windows],
-            "details": {"framing": framing.details, "angle": angle.details},
-        })
-    stream.close()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="still-labels") as still:
+        try:
+            for i, shot in enumerate(ordered):
+                start, end = int(shot["start_frame"]), int(shot["end_frame"])
+                # leave out the ramps of fades at either end, if enough of the shot is left
+                a = trim if shot.get("transition_in") == "fade" else 0
+                b = trim if i + 1 < len(ordered) and ordered[i + 1].get("transition_in") == "fade" else 0
+                if end - start - a - b < max(6, (end - start) // 3):
+                    a = b = 0
+                _skip(stream, start + a - cursor)  # frames no shot owns (none with the splitter's shots), a fade ramp
+                kept: list = []
+                length = end - start - a - b
+                frames = _sampling(itertools.islice(stream, length), length, settings.sample_frames, kept)
+                windows, whole = motion_estimator.estimate(frames, proxy.fps, float(shot["start_s"]) + a / proxy.fps,
+                                                           settings.window_s, settings.motion)
+                _skip(stream, b)
+                cursor = end
+                moving.append((shot, (windows, whole), still.submit(_still_labels, kept)))
+        finally:
+            stream.close()
+        out = []
+        for shot, (windows, whole), pending in moving:
+            framing, angle = pending.result()
+            movement = {"value": None if whole.label == "unknown" else whole.label,
+                        "confidence": round(float(whole.confidence), 4), "source": MOTION_LABELLER}
+            out.append({
+                "index": int(shot["index"]), "shot_id": shot_id(film_id, shot["index"]),
+                "start_s": float(shot["start_s"]), "end_s": float(shot["end_s"]),
+                "labels": {"framing": _entry(framing), "angle": _entry(angle), "movement": movement},
+                "motion": whole.to_dict(), "windows": [w.to_dict() for w in windows],
+                "details": {"framing": framing.details, "angle": angle.details},
+            })
     return out
 
 
