@@ -49,7 +49,7 @@ import numpy as np
 
 from cinepipe.label_types import Label, bgr_at_height
 
-VERSION = 2
+VERSION = 3
 LABELLER = f"auto:angle@{VERSION}"
 
 
@@ -76,8 +76,9 @@ def _lsd() -> cv2.LineSegmentDetector:
     return cv2.createLineSegmentDetector(cv2.LSD_REFINE_NONE)
 
 
-def _segments(grey: np.ndarray, settings: AngleSettings) -> np.ndarray:
-    """Near-vertical segments as rows (x1, y1, x2, y2), y1 < y2, in pixels."""
+def _segments(grey: np.ndarray, settings: AngleSettings, frame_height: int | None = None) -> np.ndarray:
+    """Near-vertical segments as rows (x1, y1, x2, y2), y1 < y2, in pixels; at least ``min_segment`` of the
+    frame's height long (``frame_height``: the untransposed frame's, when ``grey`` is transposed)."""
     lines = _lsd().detect(grey)[0]
     if lines is None:
         return np.empty((0, 4))
@@ -85,7 +86,7 @@ def _segments(grey: np.ndarray, settings: AngleSettings) -> np.ndarray:
     d = s[:, 2:] - s[:, :2]
     length = np.hypot(d[:, 0], d[:, 1])
     tilt = np.degrees(np.arctan2(np.abs(d[:, 0]), np.abs(d[:, 1])))
-    keep = (length >= settings.min_segment * grey.shape[0]) & (tilt <= settings.max_tilt)
+    keep = (length >= settings.min_segment * (frame_height or grey.shape[0])) & (tilt <= settings.max_tilt)
     s = s[keep]
     flip = s[:, 1] > s[:, 3]
     s[flip] = s[flip][:, [2, 3, 0, 1]]
@@ -183,7 +184,8 @@ def _cross_family(frame: np.ndarray, settings: AngleSettings, seed: int = 0) -> 
     grey = np.ascontiguousarray(cv2.cvtColor(bgr_at_height(frame, settings.analysis_height), cv2.COLOR_BGR2GRAY).T)
     h, w = grey.shape
     focal = (h / 2) / math.tan(math.radians(settings.nominal_hfov_deg) / 2)
-    vp = _vanishing(_segments(grey, settings), np.array([w / 2, h / 2]), settings, np.random.default_rng(seed))
+    vp = _vanishing(_segments(grey, settings, frame_height=w), np.array([w / 2, h / 2]), settings,
+                    np.random.default_rng(seed))
     return None if vp is None else pitch_roll_from_vanishing(vp[0], focal)[0]
 
 
@@ -226,9 +228,10 @@ def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSetting
             if not skies:
                 across = [_cross_family(f, settings, seed=i) for i, f in enumerate(frames[:3])]
                 across = [a for a in across if a is not None]
-                if across and len(across) * 2 > min(3, n) and float(np.median(np.abs(across))) < settings.grid_deg:
-                    # both line families parallel (no perspective along either) and no sky: a flat ground seen
-                    # from straight above, turned in the picture, rather than a tilted horizon
+                if across and len(across) * 2 > min(3, n) and float(np.max(np.abs(across))) < settings.grid_deg:
+                    # both line families parallel (no perspective along either) in every frame that shows the
+                    # second one, and no sky: a flat ground seen from straight above, turned in the picture,
+                    # rather than a tilted horizon
                     details.update(reason="two parallel line families, no sky",
                                    cross_pitch_deg=round(float(np.median(across)), 1))
                     return Label("overhead", round(0.5 * share, 3), details, LABELLER)
