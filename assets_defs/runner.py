@@ -96,6 +96,14 @@ def small_metadata(meta: dict) -> dict:
     return {k: v for k, v in meta.items() if isinstance(v, (int, float, str)) and len(str(v)) < 200}
 
 
+def partition_outcome(result, partition: str, seconds: float) -> dict:
+    """What a partition's run reports back to the process that launched it: run id, ``success``, seconds, one-line
+    failures and the small metadata of its materializations, by asset."""
+    return {"partition": partition, "run_id": result.run_id, "success": result.success, "seconds": seconds,
+            "failures": [] if result.success else (failure_lines(result) or ["failed"]),
+            "metadata": {k: small_metadata(v) for k, v in materialization_metadata(result).items()}}
+
+
 def _materialize_lora(home: str, landing: str, pattern: str, run_config: dict, tags: dict) -> dict:
     """One LoRA partition in a worker process (the parent's DAGSTER_HOME is inherited)."""
     from dagster import DagsterInstance
@@ -107,10 +115,7 @@ def _materialize_lora(home: str, landing: str, pattern: str, run_config: dict, t
     result = defs.resolve_job_def("train_camera_diff_lora").execute_in_process(
         partition_key=pattern, instance=DagsterInstance.get(), raise_on_error=False, run_config=run_config,
         tags=tags)
-    took = time.perf_counter() - started
-    return {"partition": pattern, "run_id": result.run_id, "success": result.success, "seconds": took,
-            "failures": [] if result.success else (failure_lines(result) or ["failed"]),
-            "metadata": {k: small_metadata(v) for k, v in materialization_metadata(result).items()}}
+    return partition_outcome(result, pattern, time.perf_counter() - started)
 
 
 def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[str], None],
@@ -123,7 +128,7 @@ def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[s
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     from assets_defs.camera_diff import LORA_SET_TAG
-    from assets_defs.scale_out import execute_partitions, executor_name
+    from assets_defs.scale_out import execute_partitions, executor_name, is_distributed
     from cinepipe.camera_diff import current_base
     from cinepipe.taxonomy import TAXONOMY
     from cinepipe.tracking import Tracker
@@ -143,7 +148,7 @@ def run_camera_diff(defs, instance, home: Path, landing: Path, echo: Callable[[s
     patterns = list(TAXONOMY.patterns)
     workers = max(1, min(workers, len(patterns)))
     executor = executor_name()
-    distributed = executor in ("celery", "k8s")
+    distributed = is_distributed()
     # here, each of the `workers` processes gets its share of the cores; a remote worker uses all of its own
     threads = 0 if distributed else max(1, (os.cpu_count() or 1) // workers)
     run_config = {**QUIET, "ops": {"camera_diff_lora": {"config": {"torch_threads": threads,
@@ -200,7 +205,7 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
 
     from assets_defs.definitions import build_definitions
     from assets_defs.partitions import FILMS_PARTITION
-    from assets_defs.scale_out import execute_partitions, executor_name
+    from assets_defs.scale_out import execute_partitions, is_distributed
     from assets_defs.sensors import SOURCE_TAG
     from cinepipe.landing import scan_landing, unique_films
 
@@ -213,7 +218,8 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
         generate_reel(landing, **(reel_settings or {}))
         echo(f"  reel ready in {time.perf_counter() - started:.1f} s")
     landing = Path(landing).absolute()
-    if executor_name() in ("celery", "k8s"):
+    distributed = is_distributed()
+    if distributed:
         # the runs' orchestrator processes rebuild the code location from the environment (so do the workers,
         # which must be started with the same CINEPIPE_HOME and CINEPIPE_LANDING)
         os.environ.update(CINEPIPE_HOME=str(home), CINEPIPE_LANDING=str(landing))
@@ -231,7 +237,6 @@ def run_all(home: Path, landing: Optional[Path] = None, reel_settings: Optional[
     job = defs.resolve_job_def("ingest_films")
     failures: list[str] = []
     ordered = sorted(films.items(), key=lambda kv: kv[1].name)
-    distributed = executor_name() in ("celery", "k8s")
     if distributed:  # every film a run whose steps the executor's workers take
         position = {fid: i for i, (fid, _) in enumerate(ordered, 1)}
 

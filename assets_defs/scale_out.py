@@ -5,8 +5,8 @@ The executor is chosen by the environment of the code location, so one codebase 
 a cluster, and the UI's backfills (one run per film or per pattern partition) spread over the workers unchanged:
 
 - ``CINEPIPE_EXECUTOR``: ``multiprocess`` (default: a process per step, or ``execution: config: in_process`` in a
-  run's config), ``in_process`` (all steps of a run in its
-  one process: much faster for the short per-film steps), ``celery`` or ``k8s``;
+  run's config), ``in_process`` (all steps of a run in its one process: much faster for the short per-film
+  steps), ``celery`` or ``k8s``;
 - ``CINEPIPE_CELERY_BROKER`` / ``CINEPIPE_CELERY_BACKEND``: the Celery broker and result backend URLs
   (for example ``redis://redis:6379/0`` and ``redis://redis:6379/1``); the workers are started with the same pair
   (``dagster-celery worker start -A dagster_celery.app -y docker/celery/celery.yaml``) and the same
@@ -46,6 +46,11 @@ def executor_name() -> str:
     if name not in EXECUTORS:
         raise ExecutorConfigError(f"{EXECUTOR_ENV}={name!r}: expected one of {', '.join(EXECUTORS)}")
     return name
+
+
+def is_distributed() -> bool:
+    """Whether a run's steps leave this machine (Celery workers, Kubernetes Jobs)."""
+    return executor_name() in ("celery", "k8s")
 
 
 def _require(module: str, extra: str):
@@ -91,17 +96,14 @@ def _execute_partition(job_name: str, partition: str, run_config: dict, tags: di
 
     from dagster import DagsterInstance, build_reconstructable_job, execute_job
 
-    from assets_defs.runner import failure_lines, materialization_metadata, small_metadata
+    from assets_defs.runner import partition_outcome
 
     started = time.perf_counter()
     recon = build_reconstructable_job("assets_defs.scale_out", "job_for", reconstructable_args=(job_name,))
     with DagsterInstance.get() as instance:
         with execute_job(recon, instance, run_config=run_config, raise_on_error=False,
                          tags={**tags, "dagster/partition": partition}) as result:
-            failures = failure_lines(result) if not result.success else []
-            materialized = {key: small_metadata(meta) for key, meta in materialization_metadata(result).items()}
-            return {"partition": partition, "run_id": result.run_id, "success": result.success,
-                    "seconds": time.perf_counter() - started, "failures": failures, "metadata": materialized}
+            return partition_outcome(result, partition, time.perf_counter() - started)
 
 
 def execute_partitions(job_name: str, partitions: list[str], run_config: dict | None = None,
@@ -112,9 +114,8 @@ def execute_partitions(job_name: str, partitions: list[str], run_config: dict | 
     this machine, bound the parallelism. The runs are orchestrated by ``orchestrators`` spawned processes (Dagster's
     run orchestration is not thread-safe: its logging set-up deadlocks across threads), each waiting on one run at a
     time; a few more orchestrators than workers keep every worker fed. ``partition_tags`` adds tags to one
-    partition's run. Returns, per partition, its run id,
-    ``success``, seconds, one-line failures and the metadata of its materializations; ``on_done`` is called with each
-    as it finishes. A failed run does not stop the others."""
+    partition's run. Returns, per partition, :func:`assets_defs.runner.partition_outcome`; ``on_done`` is called
+    with each as it finishes. A failed run does not stop the others."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 

@@ -10,7 +10,6 @@ cosine similarities [B, K]. Text embeddings are cached, so the same prompts cost
 from __future__ import annotations
 
 import tempfile
-
 from pathlib import Path
 
 import numpy as np

@@ -86,7 +86,6 @@ class FramingSettings:
     upper_frames: int = 3  # frames searched for a head and shoulders
     rotated_frames: int = 2  # frames searched for rotated faces
     full_face_frames: int = 2  # frames searched again for faces at the analysis size (when half size found none)
-    full_face_neighbours: int = 3  # minNeighbors of that search
     upscaled_frames: int = 2  # frames searched for small people in the frame upscaled by ``upscale``
     upscale: float = 2.0
     hog_scale: float = 1.1  # HOG pyramid step
@@ -128,15 +127,14 @@ def _skin_share(bgr: np.ndarray, box: tuple[int, int, int, int]) -> float:
 
 
 def _faces(grey: np.ndarray, bgr: np.ndarray, settings: FramingSettings,
-           angles: tuple[float, ...], max_px: int = 0, min_px: int = 0, neighbours: int = 3
-           ) -> tuple[float, float] | None:
+           angles: tuple[float, ...], max_px: int = 0, min_px: int = 0) -> tuple[float, float] | None:
     """(face box height / frame height, rotation tried) of the largest plausible face, or None."""
     cascade = _cascade("haarcascade_frontalface_alt2.xml")
     h = grey.shape[0]
     for angle in angles:
         g = grey if angle == 0 else _rotate(grey, angle)
         c = bgr if angle == 0 else _rotate(bgr, angle)
-        boxes = cascade.detectMultiScale(g, scaleFactor=settings.face_step, minNeighbors=neighbours,
+        boxes = cascade.detectMultiScale(g, scaleFactor=settings.face_step, minNeighbors=3,
                                          minSize=(min_px or settings.min_face_px,) * 2,
                                          maxSize=(max_px, max_px) if max_px else None)
         good = [b for b in boxes if _skin_share(c, tuple(int(v) for v in b)) >= settings.skin_min]
@@ -223,7 +221,7 @@ def _face_head(small: tuple[np.ndarray, ...], settings: FramingSettings,
                angles: tuple[float, ...]) -> tuple[float, float] | None:
     """(head height / frame height, rotation) from the largest face: large faces are searched at a quarter of the
     analysis size (cheap), smaller ones at half size below the size the quarter search covers."""
-    _, half_grey, half_bgr, quarter_grey, quarter_bgr = small
+    _, half_grey, half_bgr, quarter_grey, quarter_bgr = small[:5]
     found = _faces(quarter_grey, quarter_bgr, settings, angles, min_px=settings.quarter_min_face_px)
     if found is None:
         found = _faces(half_grey, half_bgr, settings, angles, max_px=2 * settings.quarter_min_face_px + 4)
@@ -255,6 +253,8 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     prepared: dict[int, tuple] = {}
 
     def prep(i: int) -> tuple:
+        """Frame i once at every size the detectors use: (bgr, half grey, half bgr, quarter grey, quarter bgr,
+        grey), the first and last at the analysis size."""
         if i not in prepared:
             bgr = bgr_at_height(frames[i], settings.analysis_height)
             grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
@@ -264,7 +264,7 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
             half_bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
             quarter = (max(1, size[0] // 2), max(1, size[1] // 2))
             prepared[i] = (bgr, half_grey, half_bgr, cv2.resize(half_grey, quarter, interpolation=cv2.INTER_AREA),
-                           cv2.resize(half_bgr, quarter, interpolation=cv2.INTER_AREA))
+                           cv2.resize(half_bgr, quarter, interpolation=cv2.INTER_AREA), grey)
         return prepared[i]
 
     heads: dict[int, float] = {}
@@ -301,11 +301,10 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         if k < settings.full_face_frames:
             # the half-size search misses some faces a little above its smallest size (soft or stylised
             # features): look again at the analysis size, for faces up to the size the quarter search covers
-            bgr = prep(i)[0]
+            bgr, grey = prep(i)[0], prep(i)[5]
             top = int(1.25 * settings.quarter_min_face_px / settings.face_scale ** 2)
-            found = _faces(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), bgr, settings, (0.0,), max_px=top,
-                           min_px=int(settings.min_face_px / settings.face_scale),
-                           neighbours=settings.full_face_neighbours)
+            found = _faces(grey, bgr, settings, (0.0,), max_px=top,
+                           min_px=int(settings.min_face_px / settings.face_scale))
             if found:
                 heads[i], source[i] = found[0] / settings.face_to_head, "face_full_size"
                 label = decided(need)
@@ -377,7 +376,7 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     for k, i in enumerate(order[:settings.fullbody_frames]):
         if k >= 2 and not figures:  # nothing in the first two frames
             break
-        found = _whole_figure(cv2.cvtColor(prep(i)[0], cv2.COLOR_BGR2GRAY), settings)
+        found = _whole_figure(prep(i)[5], settings)
         if found is not None:
             figures.append(found / settings.fullbody_pad)
             if len(figures) >= 2:

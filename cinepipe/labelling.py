@@ -8,7 +8,7 @@ and angle labellers. So labelling costs one decode of the proxy plus the analysi
 from __future__ import annotations
 
 import itertools
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -70,7 +70,7 @@ def label_shots(proxy: ProxyInfo, shots: list[dict], film_id: str,
     A shot's framing and angle run on a worker thread while the next shot's frames are tracked for motion (OpenCV
     releases the GIL): on two cores the still-frame labellers cost little more than the wait for the decoder."""
     stream = iter_frames(proxy.path, proxy.width, proxy.height, pix_fmt="bgr24")
-    moving: list[tuple[dict, object, list]] = []
+    moving: list[tuple[dict, tuple, Future]] = []  # per shot: the row, its motion, its framing and angle
     cursor = 0
     ordered = sorted(shots, key=lambda s: s["start_frame"])
     trim = int(round(settings.fade_trim_s * proxy.fps))
