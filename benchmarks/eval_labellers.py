@@ -3,7 +3,9 @@
 Usage: ``python benchmarks/eval_labellers.py REEL_DIR [REEL_DIR ...] [--frames 5]``
 
 Each shot is sampled like the pipeline does (frames scaled to 480 px wide, ``--frames`` frames spread over the
-shot, 0.6 s trimmed next to fades; see :func:`cinepipe.label_eval.reel_shot_frames`). ``None`` counts as wrong.
+shot, 0.6 s trimmed next to fades; see :func:`cinepipe.label_eval.reel_shot_frames`) and labelled as the pipeline
+labels it: the angle first, then the framing of frames levelled by a dutch angle's measured roll (see
+:func:`cinepipe.labelling.still_labels`). ``None`` counts as wrong.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import pandas as pd
 from cinepipe.angle import label_angle
 from cinepipe.framing import label_framing
 from cinepipe.label_eval import accuracy, confusion, reel_shot_frames
+from cinepipe.labelling import levelling_roll
 from cinepipe.taxonomy import TAXONOMY
 
-LABELLERS = {"framing": label_framing, "angle": label_angle}
+LABELLERS = ("framing", "angle")
 
 
 def main() -> None:
@@ -37,10 +40,13 @@ def main() -> None:
             film, frames = reel_shot_frames(video, count=args.frames)
             for shot, shot_frames in zip(film["shots"], frames):
                 frame_count += len(shot_frames)
-                for family, labeller in LABELLERS.items():
-                    start = time.perf_counter()
-                    label = labeller(shot_frames)
-                    seconds[family] += time.perf_counter() - start
+                start = time.perf_counter()
+                angle = label_angle(shot_frames)
+                seconds["angle"] += time.perf_counter() - start
+                start = time.perf_counter()
+                labels = {"framing": label_framing(shot_frames, roll_deg=levelling_roll(angle)), "angle": angle}
+                seconds["framing"] += time.perf_counter() - start
+                for family, label in labels.items():
                     truth[family].append(shot[family])
                     predicted[family].append(label.value)
                     if label.value != shot[family]:

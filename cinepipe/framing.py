@@ -55,7 +55,7 @@ import numpy as np
 from cinepipe.label_types import Label, bgr_at_height
 from cinepipe.taxonomy import TAXONOMY
 
-VERSION = 3
+VERSION = 4
 LABELLER = f"auto:framing@{VERSION}"
 FRAMINGS = TAXONOMY.families["framing"]
 
@@ -92,6 +92,7 @@ class FramingSettings:
     fallback_step: float = 1.1  # pyramid step of the eye, head-and-shoulders and full-body cascades
     size_spread: float = 1.5
     skin_min: float = 0.25  # share of skin-coloured pixels in the face box centre
+    level_min_roll: float = 8.0  # a camera roll (given by the angle labeller) from this many degrees is levelled
 
 
 @cache
@@ -237,8 +238,13 @@ def _search_order(n: int) -> list[int]:
     return order
 
 
-def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingSettings()) -> Label:
+def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingSettings(),
+                  roll_deg: float | None = None) -> Label:
     """The framing of a shot from a few sample frames (BGR uint8); see the module docstring.
+
+    ``roll_deg``, the camera's roll as the angle labeller measures it (a dutch angle): frames rolled by at least
+    ``level_min_roll`` are turned level first, so the detectors, which look for upright faces and people, find the
+    subject (most subjects of a dutch-angle shot were missed before).
 
     Cost control: the upright face search runs on at most ``face_frames`` frames (middle, first, last, then the
     others only while undecided) and stops as soon as ``need`` of them agree; the dearer searches (eyes, rotated
@@ -247,6 +253,10 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     frames = [f for f in frames if f is not None and getattr(f, "size", 0)]
     if not frames:
         return Label(None, 0.0, {"reason": "no frames"}, LABELLER)
+    details: dict = {"frames": len(frames)}
+    if roll_deg is not None and abs(roll_deg) >= settings.level_min_roll:
+        frames = [_rotate(f, -roll_deg) for f in frames]
+        details["levelled_deg"] = round(-roll_deg, 1)
     n = len(frames)
     order = _search_order(n)
     need = max(1, min(settings.min_frames, n))
@@ -270,7 +280,6 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     heads: dict[int, float] = {}
     source: dict[int, str] = {}
     searched: list[int] = []
-    details: dict = {"frames": n}
 
     def decided(minimum: int) -> Label | None:
         values = list(heads.values())

@@ -56,9 +56,17 @@ def _entry(label) -> dict:
     return {"value": label.value, "confidence": round(float(label.confidence), 4), "source": label.source}
 
 
-def _still_labels(frames: list) -> tuple:
-    """Framing and angle of a shot from its sample frames."""
-    return label_framing(frames), label_angle(frames)
+def still_labels(frames: list) -> tuple:
+    """Framing and angle of a shot from its sample frames. The angle comes first: a dutch angle's measured roll
+    levels the frames for the framing labeller's upright face and people detectors."""
+    angle = label_angle(frames)
+    return label_framing(frames, roll_deg=levelling_roll(angle)), angle
+
+
+def levelling_roll(angle) -> float | None:
+    """The roll (degrees) the framing labeller levels the frames by: the measured roll of a dutch angle, else None
+    (an overhead shot's "roll" is only the turn of lines on the ground)."""
+    return angle.details.get("roll_deg") if angle.value == "dutch_angle" else None
 
 
 def label_shots(proxy: ProxyInfo, shots: list[dict], film_id: str,
@@ -91,7 +99,7 @@ def label_shots(proxy: ProxyInfo, shots: list[dict], film_id: str,
                                                            settings.window_s, settings.motion)
                 _skip(stream, b)
                 cursor = end
-                moving.append((shot, (windows, whole), still.submit(_still_labels, kept)))
+                moving.append((shot, (windows, whole), still.submit(still_labels, kept)))
         finally:
             stream.close()
         out = []

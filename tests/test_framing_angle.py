@@ -13,6 +13,7 @@ from cinepipe.angle import label_angle, pitch_roll_from_vanishing
 from cinepipe.framing import LABELLER as FRAMING_LABELLER
 from cinepipe.framing import framing_from_head, label_framing
 from cinepipe.label_eval import accuracy, confusion, reel_shot_frames, sample_indices
+from cinepipe.labelling import still_labels
 from cinepipe.label_types import Label
 from cinepipe.taxonomy import TAXONOMY
 
@@ -39,7 +40,7 @@ def test_featureless_frames_give_no_confident_label(labeller):
 
 def test_single_grey_frame_and_sources():
     frame = np.random.default_rng(0).integers(0, 255, (180, 320), np.uint8)  # grey, noise
-    assert label_framing([frame]).source == FRAMING_LABELLER == "auto:framing@3"
+    assert label_framing([frame]).source == FRAMING_LABELLER == "auto:framing@4"
     assert label_angle([frame]).source == ANGLE_LABELLER == "auto:angle@3"
 
 
@@ -96,9 +97,10 @@ def _reel_accuracy(reel, count: int) -> dict[str, float]:
     for video in sorted(reel.glob("reel_*.mp4")):
         film, frames = reel_shot_frames(video, count=count)
         for shot, shot_frames in zip(film["shots"], frames):
-            for family, labeller in (("framing", label_framing), ("angle", label_angle)):
+            framing, angle = still_labels(shot_frames)  # as the pipeline labels: the angle's roll levels framing's
+            for family, label in (("framing", framing), ("angle", angle)):
                 truth[family].append(shot[family])
-                predicted[family].append(labeller(shot_frames).value)
+                predicted[family].append(label.value)
     for family, values in truth.items():
         print(family, accuracy(values, predicted[family]))
         print(confusion(values, predicted[family], TAXONOMY.values(family)).to_string())
@@ -107,10 +109,28 @@ def _reel_accuracy(reel, count: int) -> dict[str, float]:
 
 def test_reel_accuracy(label_reel):
     """Regression floors at the proxy size (see benchmarks/eval_labellers.py for the full measurement; measured
-    0.75 framing and 0.92 angle on this reel with 5 frames a shot)."""
+    0.92 framing and 0.92 angle on this reel with 5 frames a shot)."""
     measured = _reel_accuracy(label_reel, count=5)
     assert measured["framing"] >= FLOORS["framing"]
     assert measured["angle"] >= FLOORS["angle"]
+
+
+def test_dutch_angle_frames_are_levelled_for_framing(label_reel):
+    """The upright face and people detectors miss the subject of a rolled frame: levelled by the roll the angle
+    labeller measures, they find it (on this reel's dutch shots: 4 of 4 right, against 2 of 4 unlevelled)."""
+    levelled = unlevelled = shots = 0
+    for video in sorted(label_reel.glob("reel_*.mp4")):
+        film, frames = reel_shot_frames(video, count=5)
+        for shot, shot_frames in zip(film["shots"], frames):
+            if shot["angle"] != "dutch_angle":
+                continue
+            shots += 1
+            framing, angle = still_labels(shot_frames)
+            assert framing.details.get("levelled_deg") is not None or angle.value != "dutch_angle"
+            levelled += framing.value == shot["framing"]
+            unlevelled += label_framing(shot_frames).value == shot["framing"]
+    assert shots >= 3
+    assert levelled > unlevelled, (levelled, unlevelled, shots)
 
 
 def test_small_reel_accuracy(small_reel):
@@ -120,5 +140,5 @@ def test_small_reel_accuracy(small_reel):
     assert measured["angle"] >= SMALL_FLOORS["angle"]
 
 
-FLOORS = {"framing": 0.65, "angle": 0.8}
-SMALL_FLOORS = {"framing": 0.5, "angle": 0.65}
+FLOORS = {"framing": 0.8, "angle": 0.8}  # measured 0.92, 0.92
+SMALL_FLOORS = {"framing": 0.6, "angle": 0.65}  # measured 0.71, 0.75

@@ -23,7 +23,7 @@ from media_fixtures import _ff
 REPO = Path(__file__).resolve().parents[1]
 
 # Floors the tests hold the labellers to on the small reel (issue 3 asks 0.95 / 0.9 / 0.85 on the reel).
-FLOORS = {"movement": 0.8, "framing": 0.5, "angle": 0.6}
+FLOORS = {"movement": 0.8, "framing": 0.65, "angle": 0.6}  # measured: 0.92, 0.75, 0.71
 
 
 def label_cli(path: Path, *extra: str) -> subprocess.CompletedProcess:
