@@ -248,7 +248,8 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
 
     Cost control: the upright face search runs on at most ``face_frames`` frames (middle, first, last, then the
     others only while undecided) and stops as soon as ``need`` of them agree; the dearer searches (eyes, rotated
-    faces, people) run on ``fallback_frames`` frames only, and the deepest (an upscaled people search) on one.
+    faces, people) run on ``fallback_frames`` frames only, and the deepest (an upscaled people search) on one, a
+    second only to confirm what the first found.
     """
     frames = [f for f in frames if f is not None and getattr(f, "size", 0)]
     if not frames:

@@ -91,51 +91,61 @@ def label_reel(tmp_path_factory):
     return out
 
 
-def _reel_accuracy(reel, count: int) -> dict[str, float]:
-    truth = {"framing": [], "angle": []}
-    predicted = {"framing": [], "angle": []}
+def _reel_samples(reel, count: int) -> list[tuple[dict, list]]:
+    """(truth shot, sample frames) for every shot of a reel, from one decode per film."""
+    samples = []
     for video in sorted(reel.glob("reel_*.mp4")):
         film, frames = reel_shot_frames(video, count=count)
-        for shot, shot_frames in zip(film["shots"], frames):
-            framing, angle = still_labels(shot_frames)  # as the pipeline labels: the angle's roll levels framing's
-            for family, label in (("framing", framing), ("angle", angle)):
-                truth[family].append(shot[family])
-                predicted[family].append(label.value)
+        samples += list(zip(film["shots"], frames))
+    return samples
+
+
+@pytest.fixture(scope="session")
+def label_reel_samples(label_reel):
+    return _reel_samples(label_reel, count=5)
+
+
+def _reel_accuracy(samples) -> dict[str, float]:
+    truth = {"framing": [], "angle": []}
+    predicted = {"framing": [], "angle": []}
+    for shot, shot_frames in samples:
+        framing, angle = still_labels(shot_frames)  # as the pipeline labels: the angle's roll levels framing's
+        for family, label in (("framing", framing), ("angle", angle)):
+            truth[family].append(shot[family])
+            predicted[family].append(label.value)
     for family, values in truth.items():
         print(family, accuracy(values, predicted[family]))
         print(confusion(values, predicted[family], TAXONOMY.values(family)).to_string())
     return {family: accuracy(values, predicted[family]) for family, values in truth.items()}
 
 
-def test_reel_accuracy(label_reel):
+def test_reel_accuracy(label_reel_samples):
     """Regression floors at the proxy size (see benchmarks/eval_labellers.py for the full measurement; measured
     0.92 framing and 0.92 angle on this reel with 5 frames a shot)."""
-    measured = _reel_accuracy(label_reel, count=5)
+    measured = _reel_accuracy(label_reel_samples)
     assert measured["framing"] >= FLOORS["framing"]
     assert measured["angle"] >= FLOORS["angle"]
 
 
-def test_dutch_angle_frames_are_levelled_for_framing(label_reel):
+def test_dutch_angle_frames_are_levelled_for_framing(label_reel_samples):
     """The upright face and people detectors miss the subject of a rolled frame: levelled by the roll the angle
     labeller measures, they find it (on this reel's dutch shots: 4 of 4 right, against 2 of 4 unlevelled)."""
     levelled = unlevelled = shots = 0
-    for video in sorted(label_reel.glob("reel_*.mp4")):
-        film, frames = reel_shot_frames(video, count=5)
-        for shot, shot_frames in zip(film["shots"], frames):
-            if shot["angle"] != "dutch_angle":
-                continue
-            shots += 1
-            framing, angle = still_labels(shot_frames)
-            assert framing.details.get("levelled_deg") is not None or angle.value != "dutch_angle"
-            levelled += framing.value == shot["framing"]
-            unlevelled += label_framing(shot_frames).value == shot["framing"]
+    for shot, shot_frames in label_reel_samples:
+        if shot["angle"] != "dutch_angle":
+            continue
+        shots += 1
+        framing, angle = still_labels(shot_frames)
+        assert framing.details.get("levelled_deg") is not None or angle.value != "dutch_angle"
+        levelled += framing.value == shot["framing"]
+        unlevelled += label_framing(shot_frames).value == shot["framing"]
     assert shots >= 3
     assert levelled > unlevelled, (levelled, unlevelled, shots)
 
 
 def test_small_reel_accuracy(small_reel):
     """Regression floors on the tests' small reel (320x180: long shots' figures are too small to find)."""
-    measured = _reel_accuracy(small_reel, count=4)
+    measured = _reel_accuracy(_reel_samples(small_reel, count=4))
     assert measured["framing"] >= SMALL_FLOORS["framing"]
     assert measured["angle"] >= SMALL_FLOORS["angle"]
 
