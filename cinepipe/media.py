@@ -498,9 +498,11 @@ def make_proxy(probed: ProbeResult, out_path: str | os.PathLike, spec: ProxySpec
             with tempfile.TemporaryFile() as decode_err:
                 decoder = subprocess.Popen(decode, stdout=subprocess.PIPE, stderr=decode_err)
                 failure: MediaError | None = None
+                delivered = 0
                 try:
                     for frame in _stream_raw(encode_cmd, aw, ah, 3, probed.path, stdin=decoder.stdout):
                         frame_sink(frame)
+                        delivered += 1
                 except MediaError as err:  # the encoder failed (or saw no input: the decoder's reason is better)
                     failure = err
                 except BaseException:
@@ -514,7 +516,8 @@ def make_proxy(probed: ProbeResult, out_path: str | os.PathLike, spec: ProxySpec
                         failure = MediaError(probed.path, f"decoding failed: {reason}")
                 if failure is not None:
                     raise failure
-        frames = count_frames(tmp)
+        # the split filter hands the analysis branch every frame the proxy gets: no demux pass to count them
+        frames = count_frames(tmp) if frame_sink is None else delivered
         if frames == 0:
             raise MediaError(probed.path, "no video frame could be decoded (corrupt or unsupported)")
         expected = probed.duration_s - probed.video_start_s
