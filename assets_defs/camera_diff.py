@@ -52,7 +52,7 @@ class BaseVideoConfig(Config):
                                  seed=self.seed)
 
 
-@asset(group_name=GROUP, deps=[cinematic2k], kinds={"pytorch", "diffusers", "mlflow"}, code_version="1",
+@asset(group_name=GROUP, deps=[cinematic2k], kinds={"pytorch", "diffusers", "mlflow"}, code_version="2",
        op_tags=TRAINING_STEP_TAGS,
        automation_condition=on_dataset_version_change())
 def base_video_model(context: AssetExecutionContext, config: BaseVideoConfig, home: CinepipeHome,
@@ -130,7 +130,7 @@ LORA_HEADLINE = ("motion_control_acc", "motion_control_acc_base", "motion_static
 
 
 @asset(group_name=GROUP, deps=[base_video_model, cinematic2k], partitions_def=patterns_partitions, pool=POOL,
-       kinds={"pytorch", "peft", "mlflow"}, code_version="1", automation_condition=after_upstream_update(),
+       kinds={"pytorch", "peft", "mlflow"}, code_version="2", automation_condition=after_upstream_update(),
        op_tags=TRAINING_STEP_TAGS)
 def camera_diff_lora(context: AssetExecutionContext, config: LoraTrainConfig, home: CinepipeHome,
                      mlflow: MlflowTracking) -> MaterializeResult:

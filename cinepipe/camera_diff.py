@@ -3,7 +3,9 @@
 - ``train_base``: the base model on every clip of the dataset's train and val splits (the tiny default from
   scratch; a local pipeline may be fine-tuned or used as it is with ``steps=0``), saved to a directory.
 - ``train_lora``: one pattern's LoRA (peft, through diffusers' ``add_adapter``) on the clips labelled with it, their
-  captions as prompts, target modules by the pattern's family; saved as ``pytorch_lora_weights.safetensors`` in the
+  captions as prompts, and (``LoraSettings.augment``) on the clips that show the pattern once mirrored or played
+  backwards (a pan_right reversed is a pan_left; ``cinepipe.clip_augment``), captioned for what they show; target
+  modules by the pattern's family; saved as ``pytorch_lora_weights.safetensors`` in the
   diffusers format (``WanPipeline.load_lora_weights`` and ``transformer.load_lora_adapter`` read it).
 - ``evaluate_lora``: N videos from the held-out prompts with and without the LoRA (same prompts, same noise):
   motion-control accuracy from the project's own camera-motion estimator for movement patterns, and CameraCLIP's
@@ -21,14 +23,15 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 
-from cinepipe.captions import pattern_prompts
+from cinepipe.captions import caption, pattern_prompts
+from cinepipe.clip_augment import TRANSFORMS, transform_clips, transformed_movement
 from cinepipe.diffusion_settings import GENERIC_CAPTION, BaseModelSettings, LoraEvalSettings, LoraSettings
 from cinepipe.diffusion_train import train_flow
 from cinepipe.media import atomic_dir, atomic_path
@@ -57,8 +60,9 @@ class BaseResult:
 class LoraResult:
     path: Path
     history: list[dict]
-    clips: int
+    clips: int  # clips labelled with the pattern
     seconds: float
+    training_clips: dict = field(default_factory=dict)  # clips trained on, per transform (identity, mirror, ...)
 
 
 # ---- the base ----------------------------------------------------------------------------------------------
@@ -157,22 +161,52 @@ def train_lora(model: VideoModel, table: pd.DataFrame, version: str, pattern: st
     """Train ``pattern``'s LoRA on the clips labelled with it and save it (the adapter stays on ``model``,
     active, for evaluation)."""
     started = time.perf_counter()
-    rows = pattern_rows(table, pattern)
     cache = video_cache(training_rows(table, ("train", "val")), version, cache_root, model.format)
-    rows = rows[rows["shot_id"].isin(set(cache.shot_ids))]
-    if len(rows) < max(1, settings.min_clips):
-        raise CameraDiffError(f"pattern {pattern}: {len(rows)} training clips in dataset {version} "
+    frames, captions, counts = lora_training_set(table, pattern, cache, settings.augment)
+    own = counts.get(TRANSFORMS[0].name, 0)
+    if own < max(1, settings.min_clips):
+        raise CameraDiffError(f"pattern {pattern}: {own} training clips in dataset {version} "
                               f"(at least {max(1, settings.min_clips)} needed)")
-    frames = np.asarray(cache.frames[cache.rows(rows["shot_id"].tolist())])
     add_lora(model, pattern, settings)
     params = [p for n, p in model.transformer.named_parameters() if "lora_" in n]
     for p in params:
         p.requires_grad_(True)
-    history = train_flow(model, frames, rows["caption"].tolist(), params, settings.steps, settings.batch_size,
+    history = train_flow(model, frames, captions, params, settings.steps, settings.batch_size,
                          settings.lr, settings.warmup_steps, 0.0, settings.seed, on_step)
-    save_lora(model, pattern, out_dir, {"dataset_version": version, "clips": len(rows),
+    save_lora(model, pattern, out_dir, {"dataset_version": version, "clips": own, "training_clips": counts,
                                         "targets": lora_targets(pattern, settings), "settings": asdict(settings)})
-    return LoraResult(Path(out_dir), history, len(rows), time.perf_counter() - started)
+    return LoraResult(Path(out_dir), history, own, time.perf_counter() - started, counts)
+
+
+def lora_training_set(table: pd.DataFrame, pattern: str, cache, augment: bool = True
+                      ) -> tuple[np.ndarray, list[str], dict[str, int]]:
+    """A LoRA's training clips (uint8 [N, T, S, S, 3]) and captions: the train and val clips labelled with the
+    pattern and, with ``augment``, every clip that shows the pattern once mirrored or played backwards (see
+    ``cinepipe.clip_augment``), captioned for what it then shows. Also the number of clips per transform."""
+    family = TAXONOMY.family_of(pattern)
+    rows = pattern_rows(table, pattern) if not augment else training_rows(table, ("train", "val"))
+    rows = rows[rows["shot_id"].isin(set(cache.shot_ids))]
+    frames: list[np.ndarray] = []
+    captions: list[str] = []
+    counts: dict[str, int] = {}
+    for transform in TRANSFORMS if augment else TRANSFORMS[:1]:
+        if family == "movement":
+            moved = [transformed_movement(m, transform) for m in rows["movement"]]
+            hit = rows[[m == pattern for m in moved]]
+        else:
+            hit = rows[rows[family] == pattern]
+        counts[transform.name] = len(hit)
+        if hit.empty:
+            continue
+        frames.append(transform_clips(np.asarray(cache.frames[cache.rows(hit["shot_id"].tolist())]), transform))
+        if transform == TRANSFORMS[0]:
+            captions += hit["caption"].tolist()
+        else:  # the caption of what the transformed clip shows, its template picked as the dataset's are
+            captions += [caption(f"{r.shot_id}#{transform.name}", r.framing, r.angle,
+                                 transformed_movement(r.movement, transform)) for r in hit.itertuples()]
+    if not frames:
+        return np.zeros((0,), np.uint8), [], counts
+    return np.concatenate(frames), captions, counts
 
 
 # ---- evaluation ---------------------------------------------------------------------------------------------

@@ -50,6 +50,12 @@ class TinyVideoConfig:
     text_layers: int = 2
     text_heads: int = 2
     text_context: int = 32
+    # What the transformer outputs: "x0", the clean video (its flow is derived from it, and the loss stays on the
+    # flow), or "flow" (noise - x0) itself. A patch of 4 x 4 pixels is 48 numbers through a 64-wide token: asked
+    # for the flow, the tiny model must copy the patch's noise through that bottleneck and cannot (trained on one
+    # clip, its samples stayed noise); asked for the clean video it need not (as in Li and He, "Back to Basics:
+    # Let Denoising Generative Models Denoise", 2025).
+    prediction: str = "x0"
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,8 @@ class LoraSettings:
     warmup_steps: int = 10
     seed: int = 0
     min_clips: int = 1  # a pattern with fewer training clips fails its partition, naming the count
+    # also train on the clips that show the pattern once mirrored or played backwards (cinepipe.clip_augment)
+    augment: bool = True
     targets: dict = field(default_factory=lambda: {
         "movement": list(SELF_ATTENTION),
         "framing": list(CROSS_ATTENTION_FFN),

@@ -2,8 +2,9 @@
 
 AdamW over the given parameters (the whole denoiser for the base, the adapter's for a LoRA), linear warm-up then
 cosine decay, gradient clipping at 1; bf16 autocast where a GPU is present. Batches are drawn with replacement by a
-seeded generator, so a run is reproducible. No augmentation: a horizontal flip would turn a pan left into a pan
-right.
+seeded generator, so a run is reproducible. No augmentation here: a LoRA's caller passes the mirrored and
+reversed clips that show its pattern, captioned for what they show (``cinepipe.clip_augment``); a blind flip
+would turn a pan left into a pan right.
 """
 
 from __future__ import annotations

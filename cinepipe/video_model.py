@@ -68,6 +68,9 @@ class _OpenClipTokens:
         return ids, (ids != 0).long()
 
 
+X0_MIN_SIGMA = 0.05  # an x0-predicting model's flow divides by the noise level: no closer to zero than this
+
+
 class VideoModel:
     """A flow-matching text-to-video denoiser with its text encoder (and VAE, for latent models)."""
 
@@ -236,10 +239,21 @@ class VideoModel:
         return (batch, cfg.z_dim, t, s, s)
 
     # ---- denoising ----------------------------------------------------------------------------------------
+    @property
+    def prediction(self) -> str:
+        """What the transformer outputs: "flow" (``noise - x0``; pipelines and tiny models saved before the
+        setting existed) or "x0" (the clean video; see ``TinyVideoConfig.prediction``)."""
+        return self.info.get("tiny", {}).get("prediction", "flow") if self.kind == "tiny" else "flow"
+
     def predict(self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """The flow (``noise - x0``) at noise level ``sigma`` in [0, 1] (one per row)."""
+        """The flow (``noise - x0``) at noise level ``sigma`` in [0, 1] (one per row), whatever the transformer
+        outputs."""
         self.calls += 1
-        return self.transformer(x, sigma * 1000.0, text, return_dict=False)[0]
+        out = self.transformer(x, sigma * 1000.0, text, return_dict=False)[0]
+        if self.prediction == "x0":  # x = (1 - s) x0 + s noise, so noise - x0 = (x - x0) / s
+            s = sigma.clamp(min=X0_MIN_SIGMA).view(-1, *([1] * (x.dim() - 1))).to(out.dtype)
+            return (x.to(out.dtype) - out) / s
+        return out
 
     def flow_loss(self, x0: torch.Tensor, text: torch.Tensor, generator: torch.Generator | None = None
                   ) -> torch.Tensor:

@@ -46,6 +46,29 @@ def test_tiny_model_samples_and_round_trips_through_a_directory(tiny, tmp_path):
     assert np.array_equal(again.sample(["a close-up of a person", "a long shot"], [1, 2], FAST), videos)
 
 
+def test_the_tiny_model_predicts_the_clean_video_and_derives_the_flow(tiny, tmp_path):
+    """x0-prediction: the transformer's output is the clean video, the flow is (x - x0) / sigma; a tiny model
+    saved before the setting existed (no "prediction" in its info) is read as predicting the flow."""
+    assert tiny.prediction == "x0"
+    x = torch.randn(2, 3, FMT.frames, FMT.size, FMT.size)
+    sigma = torch.tensor([0.5, 0.01])
+    text = tiny.encode_text(["a", "b"])
+    with torch.no_grad():
+        out = tiny.transformer(x, sigma * 1000.0, text, return_dict=False)[0]
+        flow = tiny.predict(x, sigma, text)
+    assert torch.allclose(flow[0], (x[0] - out[0]) / 0.5, atol=1e-5)
+    assert torch.allclose(flow[1], (x[1] - out[1]) / 0.05, atol=1e-4)  # the noise level is floored
+    tiny.save(tmp_path / "m")
+    assert VideoModel.load(tmp_path / "m", device="cpu").prediction == "x0"
+    info = json.loads((tmp_path / "m" / "cinepipe_video.json").read_text())
+    del info["tiny"]["prediction"]
+    (tmp_path / "m" / "cinepipe_video.json").write_text(json.dumps(info))
+    old = VideoModel.load(tmp_path / "m", device="cpu")
+    assert old.prediction == "flow"
+    with torch.no_grad():
+        assert torch.allclose(old.predict(x, sigma, text), out, atol=1e-5)
+
+
 def test_loading_something_else_fails_with_the_path_and_reason(tmp_path):
     with pytest.raises(ModelLoadError, match="no such directory"):
         VideoModel.load(tmp_path / "missing")
@@ -96,7 +119,10 @@ def test_a_lora_is_saved_in_the_diffusers_format_and_loads_back(tiny, tmp_path):
     fresh = VideoModel.load(tmp_path / "base", device="cpu")
     assert cd.load_lora(fresh, tmp_path / "lora") == "pan_left"
     cd.activate(fresh, {"pan_left": 1.0})
-    assert np.array_equal(fresh.sample(["pans left"], [3], FAST), with_lora)
+    again = fresh.sample(["pans left"], [3], FAST)
+    # the same up to float rounding (the reloaded adapter's weights are scaled in another order): a few pixels
+    # one level apart
+    assert np.abs(again.astype(int) - with_lora).max() <= 1 and np.mean(again != with_lora) < 0.01
     cd.activate(fresh, {})
     assert np.array_equal(fresh.sample(["pans left"], [3], FAST), without)
 
