@@ -177,7 +177,8 @@ def camera_diff_lora(context: AssetExecutionContext, config: LoraTrainConfig, ho
         own = own[own["shot_id"].isin(set(cache.shot_ids))]
         ceiling = cache.frames[cache.rows(own["shot_id"].tolist())]
         metrics, details = evaluate_lora(model, pattern, eval_settings, scorer, ceiling)
-        metrics.update(clips=result.clips, train_seconds=result.seconds,
+        metrics.update(clips=result.clips, training_clips=sum(result.training_clips.values()),
+                       train_seconds=result.seconds,
                        final_loss=result.history[-1]["loss"] if result.history else float("nan"))
         run.log_metrics(metrics)
         preview = preview_gif(out.parent / f".{pattern}-preview.gif", details["base"], details["lora"],
