@@ -39,6 +39,7 @@ class BaseVideoConfig(Config):
     frames: int = VideoFormat.frames
     fps: float = VideoFormat.fps
     layers: int = TinyVideoConfig.layers
+    prediction: str = TinyVideoConfig.prediction  # "x0" or "flow": what the tiny transformer outputs
     captions: str = BaseModelSettings.captions
     steps: int = BaseModelSettings.steps
     batch_size: int = BaseModelSettings.batch_size
@@ -46,7 +47,8 @@ class BaseVideoConfig(Config):
     seed: int = BaseModelSettings.seed
 
     def settings(self) -> BaseModelSettings:
-        return BaseModelSettings(source=self.source, tiny=TinyVideoConfig(layers=self.layers),
+        return BaseModelSettings(source=self.source,
+                                 tiny=TinyVideoConfig(layers=self.layers, prediction=self.prediction),
                                  format=VideoFormat(size=self.size, frames=self.frames, fps=self.fps),
                                  captions=self.captions, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                                  seed=self.seed)
@@ -84,6 +86,7 @@ def base_video_model(context: AssetExecutionContext, config: BaseVideoConfig, ho
         except (CameraDiffError, ValueError) as err:
             raise _failure(err) from None
         steps_s = [r["seconds"] for r in result.history[1:]] or [0.0]
+        run.log_metrics({f"heldout_denoising_error_s{s:g}": v for s, v in result.heldout.items()})
         run.log_metrics({"clips": result.clips, "seconds": result.seconds,
                          "step_seconds_median": float(pd.Series(steps_s).median()),
                          "final_loss": result.history[-1]["loss"] if result.history else float("nan")})
@@ -100,7 +103,8 @@ def base_video_model(context: AssetExecutionContext, config: BaseVideoConfig, ho
         **link, "dataset_version": version, "model": f"{BASE_MODEL_NAME} version {model_version}",
         "path": str(out), "clips": result.clips, "seconds": round(result.seconds, 1),
         "final_loss": round(result.history[-1]["loss"], 4) if result.history else None,
-        "skipped_clips": len(result.skipped)})
+        "skipped_clips": len(result.skipped),
+        "heldout_denoising_error": {f"noise {s:g}": v for s, v in result.heldout.items()}})
 
 
 class LoraTrainConfig(Config):
@@ -111,6 +115,7 @@ class LoraTrainConfig(Config):
     lr: float = LoraSettings.lr
     seed: int = LoraSettings.seed
     min_clips: int = LoraSettings.min_clips
+    augment: bool = LoraSettings.augment  # also the clips that show the pattern once mirrored or reversed
     eval_samples: int = LoraEvalSettings.samples
     eval_steps: int = GenerationSettings.steps
     guidance_scale: float = GenerationSettings.guidance_scale
@@ -118,7 +123,7 @@ class LoraTrainConfig(Config):
 
     def settings(self) -> tuple[LoraSettings, LoraEvalSettings]:
         return (LoraSettings(rank=self.rank, alpha=self.alpha, steps=self.steps, batch_size=self.batch_size,
-                             lr=self.lr, seed=self.seed, min_clips=self.min_clips),
+                             lr=self.lr, seed=self.seed, min_clips=self.min_clips, augment=self.augment),
                 LoraEvalSettings(samples=self.eval_samples,
                                  generation=GenerationSettings(steps=self.eval_steps,
                                                                guidance_scale=self.guidance_scale)))

@@ -69,6 +69,17 @@ def test_the_tiny_model_predicts_the_clean_video_and_derives_the_flow(tiny, tmp_
         assert torch.allclose(old.predict(x, sigma, text), out, atol=1e-5)
 
 
+def test_denoising_error_is_reproducible_and_falls_as_the_model_learns(tiny):
+    frames = moving_squares(8, FMT)
+    before = cd.denoising_error(tiny, frames, sigmas=(0.3, 0.9), seeds=2)
+    assert set(before) == {0.3, 0.9} and before == cd.denoising_error(tiny, frames, sigmas=(0.3, 0.9), seeds=2)
+    train_flow(tiny, frames, [cd.GENERIC_CAPTION] * 8, tiny.transformer.parameters(), steps=40, batch_size=8,
+               lr=3e-3, warmup=5, seed=0)
+    after = cd.denoising_error(tiny, frames, sigmas=(0.3, 0.9), seeds=2)
+    assert after[0.3] < before[0.3] and after[0.9] < before[0.9], (before, after)
+    assert cd.denoising_error(tiny, frames[:0]) == {}
+
+
 def test_loading_something_else_fails_with_the_path_and_reason(tmp_path):
     with pytest.raises(ModelLoadError, match="no such directory"):
         VideoModel.load(tmp_path / "missing")
