@@ -27,12 +27,13 @@ Decision per shot (medians over the sample frames that gave a measure; threshold
 * ``eye_level``: |pitch| < ``tilted_deg`` and |roll| < ``dutch_deg``, with the sky (if any) not below the centre.
 
 An upward convergence with no sky in any frame is suspect (a camera looking up outdoors sees sky): it is read as
-lines on the ground seen from above, a weak ``overhead`` (0.3-0.35). A roll with no sky in any frame is a weak
-``dutch_angle`` (confidence at most 0.4: one family of parallel lines could be lines on a ground seen from straight
-above), and an ``overhead`` when a second, perpendicular family of lines is parallel too (a flat ground seen from
-above has no perspective along either family; at eye level the ground's lines converge). A high angle whose sky
-reaches lower than the horizon of that pitch could be (with a lens twice as wide) gets at most 0.5. Dutch calls
-whose frames disagree on the roll by more than ``roll_spread`` get the lowest confidence.
+lines on the ground seen from above, a weak ``overhead`` (0.3-0.35), whatever the lines' roll. A roll with no sky in
+any frame (and no such convergence) is a weak ``dutch_angle`` (confidence at most 0.4: one family of parallel lines
+could be lines on a ground seen from straight above), and an ``overhead`` when a second, perpendicular family of
+lines is parallel too (a flat ground seen from above has no perspective along either family; at eye level the
+ground's lines converge). A high angle whose sky reaches lower than the horizon of that pitch could be (with a lens
+twice as wide) gets at most 0.5. Dutch calls whose frames disagree on the roll by more than ``roll_spread`` get the
+lowest confidence.
 Without line evidence, the sky cue alone decides low angle (sky below the centre) with lower confidence; otherwise
 the label is ``None``. Roll sign: > 0 clockwise (DESIGN.md), i.e. the scene's verticals appear turned
 counter-clockwise in the picture.
@@ -49,7 +50,7 @@ import numpy as np
 
 from cinepipe.label_types import Label, bgr_at_height
 
-VERSION = 3
+VERSION = 4
 LABELLER = f"auto:angle@{VERSION}"
 
 
@@ -212,9 +213,11 @@ def label_angle(frames: list[np.ndarray], settings: AngleSettings = AngleSetting
             value, margin = "overhead", (-pitch - settings.overhead_deg) / 15
         elif pitch <= -settings.tilted_deg:
             value, margin = "high_angle", (-pitch - settings.tilted_deg) / 8
-        elif pitch >= settings.tilted_deg and not skies and abs(roll) < settings.dutch_deg:
+        elif pitch >= settings.tilted_deg and not skies:
             # looking up steeply outdoors shows sky; with none in any frame, the "verticals" are more likely
-            # lines on a ground seen from straight above (or a close subject): a weak overhead, else unknown
+            # lines on a ground seen from straight above (or a close subject): a weak overhead, whatever their
+            # roll (on 288 reel shots no dutch angle measured a pitch this steep; 4 overheads did, and their
+            # ground's lines, turned in the picture, had been called dutch)
             if pitch >= settings.flat_up_deg:
                 details["reason"] = "steep upward convergence without any sky: a flat ground seen from above"
                 return Label("overhead", 0.35 * share, details, LABELLER)
