@@ -661,9 +661,20 @@ def generate_reel(out_dir: str | os.PathLike[str], seed: int = 0, films: int = 6
         for job in todo:
             _render_job(job + (0,))
     else:
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(todo)), initializer=_worker_init) as pool:
-            for _ in pool.imap_unordered(_render_job, [job + (1,) for job in todo]):
-                pass
+        # a process pool that fails loudly if a worker dies (multiprocessing.Pool waits forever for a dead worker's
+        # film, seen once in CI); the films not rendered then are rendered here
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_worker_init) as pool:
+                for _ in pool.map(_render_job, [job + (1,) for job in todo]):
+                    pass
+        except BrokenProcessPool:
+            for job in todo:
+                if not Path(job[1]).exists():
+                    _render_job(job + (0,))
     for truth, tpath in zip(truths, truth_paths):
         if not tpath.exists():
             write_text_atomic(tpath, _truth_text(truth))
