@@ -36,7 +36,7 @@ from cinepipe.diffusion_settings import GENERIC_CAPTION, BaseModelSettings, Lora
 from cinepipe.diffusion_train import train_flow
 from cinepipe.media import atomic_dir, atomic_path
 from cinepipe.taxonomy import STATIC, TAXONOMY
-from cinepipe.video_data import video_cache
+from cinepipe.video_data import decode_windows, video_cache
 from cinepipe.video_model import VideoModel
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
@@ -101,7 +101,7 @@ def train_base(table: pd.DataFrame, version: str, out_dir: Path, cache_root: Pat
     heldout = {}
     test = training_rows(table, ("test",))
     if not test.empty:
-        heldout = denoising_error(model, clip_windows(test, model.format))
+        heldout = denoising_error(model, decode_windows(test, model.format))
     model.info.update(dataset_version=version, base_settings=json.loads(json.dumps(asdict(settings), default=str)),
                       trained_clips=clips, heldout_denoising_error={str(k): v for k, v in heldout.items()})
     out_dir = Path(out_dir)
@@ -111,21 +111,6 @@ def train_base(table: pd.DataFrame, version: str, out_dir: Path, cache_root: Pat
 
 
 DENOISING_SIGMAS = (0.1, 0.3, 0.5, 0.7, 0.9)
-
-
-def clip_windows(rows: pd.DataFrame, fmt) -> np.ndarray:
-    """The model-format windows of some dataset rows (clips that fail to decode are left out), decoded here:
-    the shared window cache holds only the training splits."""
-    from cinepipe.media import MediaError
-    from cinepipe.video_data import decode_window
-
-    out = []
-    for path, n, d in zip(rows["clip_path"], rows["frames"], rows["duration_s"]):
-        try:
-            out.append(decode_window(path, fmt, None, n / d if d and d > 0 else 24.0))
-        except (MediaError, OSError):
-            continue
-    return np.stack(out) if out else np.zeros((0, fmt.frames, fmt.size, fmt.size, 3), np.uint8)
 
 
 def denoising_error(model: VideoModel, frames: np.ndarray, sigmas: tuple[float, ...] = DENOISING_SIGMAS,

@@ -34,12 +34,30 @@ def decode_window(path: str, fmt: VideoFormat, total: int | None = None, clip_fp
     return np.stack([frames[i] for i in window_positions(len(frames), clip_fps, fmt)])
 
 
+def clip_rates(table: pd.DataFrame) -> dict[str, float]:
+    """Each clip's frame rate (clip_path -> frames / duration; 24 where the table cannot tell)."""
+    if "frames" not in table or "duration_s" not in table:
+        return {}
+    return {p: (n / d if d and d > 0 else 24.0) for p, n, d in zip(table["clip_path"], table["frames"],
+                                                                  table["duration_s"])}
+
+
+def decode_windows(table: pd.DataFrame, fmt: VideoFormat) -> np.ndarray:
+    """The windows of some dataset rows, uint8 [N, T, S, S, 3], decoded here (clips that fail are left out): for
+    rows outside the shared cache, which holds only the training splits."""
+    fps = clip_rates(table)
+    out = []
+    for path in table["clip_path"]:
+        try:
+            out.append(decode_window(path, fmt, None, fps.get(path, 24.0)))
+        except (MediaError, OSError):
+            continue
+    return np.stack(out) if out else np.zeros((0, fmt.frames, fmt.size, fmt.size, 3), np.uint8)
+
+
 def video_cache(table: pd.DataFrame, version: str, root: Path, fmt: VideoFormat, workers: int = 2) -> FrameCache:
     """The window cache of a dataset version (built once, memory-mapped)."""
-    fps = {}
-    if "frames" in table and "duration_s" in table:
-        fps = {p: (n / d if d and d > 0 else 24.0) for p, n, d in zip(table["clip_path"], table["frames"],
-                                                                     table["duration_s"])}
+    fps = clip_rates(table)
 
     def decode(path: str, total: int | None) -> np.ndarray:
         return decode_window(path, fmt, total, fps.get(path, 24.0))
