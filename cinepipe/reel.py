@@ -634,6 +634,31 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)  # one process per core does the parallelism
 
 
+def _render_films(todo: list[tuple], workers: int, render: Callable[[tuple], str] = _render_job) -> None:
+    """Render the jobs, ``workers`` processes at a time (1: in this process). The pool fails loudly if a worker
+    dies (multiprocessing.Pool waited forever for a dead worker's film, seen once in CI); the films not rendered
+    then are rendered here, after the dead worker's temporary file is removed."""
+    if workers <= 1 or len(todo) <= 1:
+        for job in todo:
+            render(job + (0,))
+        return
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init) as pool:
+            for _ in pool.map(render, [job + (1,) for job in todo]):
+                pass
+    except BrokenProcessPool:
+        for job in todo:
+            video = Path(job[1])
+            if not video.exists():
+                for partial_file in video.parent.glob(f".{video.stem}.*{video.suffix}"):  # atomic_path's name
+                    partial_file.unlink(missing_ok=True)
+                render(job + (0,))
+
+
 def _truth_text(truth: dict[str, Any]) -> str:
     return json.dumps(truth, indent=1) + "\n"
 
@@ -657,24 +682,7 @@ def generate_reel(out_dir: str | os.PathLike[str], seed: int = 0, films: int = 6
             tpath.unlink(missing_ok=True)  # a truth file always describes the video next to it
             todo.append((plan, str(video), width, height, fps))
     todo.sort(key=lambda job: -sum(s.duration_s for s in job[0].shots))  # longest first
-    if workers <= 1 or len(todo) <= 1:
-        for job in todo:
-            _render_job(job + (0,))
-    else:
-        # a process pool that fails loudly if a worker dies (multiprocessing.Pool waits forever for a dead worker's
-        # film, seen once in CI); the films not rendered then are rendered here
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
-
-        try:
-            with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_worker_init) as pool:
-                for _ in pool.map(_render_job, [job + (1,) for job in todo]):
-                    pass
-        except BrokenProcessPool:
-            for job in todo:
-                if not Path(job[1]).exists():
-                    _render_job(job + (0,))
+    _render_films(todo, workers)
     for truth, tpath in zip(truths, truth_paths):
         if not tpath.exists():
             write_text_atomic(tpath, _truth_text(truth))

@@ -77,3 +77,19 @@ def copy_into(folder: Path, files: dict[str, Path]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for path in files.values():
         shutil.copy2(path, folder / path.name)
+
+
+def render_job_dying_once(job: tuple) -> str:
+    """A reel render job (``cinepipe.reel._render_job``) whose process dies half-way through the first film it
+    is given in a pool worker (threads 1), leaving that film's temporary file behind, as a killed worker would."""
+    import os
+
+    from cinepipe.media import atomic_path
+    from cinepipe.reel import _render_job
+
+    video = Path(job[1])
+    if job[-1] == 1 and video.name == "reel_00.mp4":
+        with atomic_path(video) as tmp:
+            tmp.write_bytes(b"half a film")
+            os._exit(3)
+    return _render_job(job)

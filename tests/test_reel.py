@@ -386,6 +386,20 @@ def test_tiny_reel(tmp_path: Path) -> None:
     assert stamps == {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.suffix == ".mp4"}
 
 
+def test_a_dead_render_worker_is_survived(tmp_path: Path) -> None:
+    from cinepipe.reel import _render_films, film_truth, plan_reel
+    from media_fixtures import render_job_dying_once
+
+    out = tmp_path / "reel"
+    out.mkdir()
+    plans = plan_reel(2, 2, 2, (1.0, 1.0))
+    todo = [(plan, str(out / f"{plan.name}.mp4"), 160, 90, 12) for plan in plans]
+    _render_films(todo, workers=2, render=render_job_dying_once)  # returns: no wait for the dead worker's film
+    assert sorted(p.name for p in out.iterdir()) == ["reel_00.mp4", "reel_01.mp4"]  # its temporary file is gone
+    for plan in plans:
+        assert len(_decode_means(out / f"{plan.name}.mp4")) == film_truth(plan, 160, 90, 12)["frames"]
+
+
 def test_render_film_reports_ffmpeg_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake = tmp_path / "ffmpeg"
     fake.write_text("#!/bin/sh\necho 'Unknown encoder libx264' >&2\nexit 3\n")
