@@ -53,7 +53,7 @@ import cv2
 import numpy as np
 
 from cinepipe.ffmpeg_tools import ffmpeg_exe
-from cinepipe.media import atomic_path, write_text_atomic
+from cinepipe.media import atomic_path, partial_files, write_text_atomic
 from cinepipe.render import (
     LOCATIONS,
     Body,
@@ -654,8 +654,8 @@ def _render_films(todo: list[tuple], workers: int, render: Callable[[tuple], str
         for job in todo:
             video = Path(job[1])
             if not video.exists():
-                for partial_file in video.parent.glob(f".{video.stem}.*{video.suffix}"):  # atomic_path's name
-                    partial_file.unlink(missing_ok=True)
+                for partial in partial_files(video):
+                    partial.unlink(missing_ok=True)
                 render(job + (0,))
 
 
