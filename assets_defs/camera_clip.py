@@ -30,27 +30,29 @@ class CameraClipConfig(Config):
     pretrained: Optional[str] = None  # a local open_clip checkpoint file
     frames: int = ClipModelSettings.frames
     pooling: str = ClipModelSettings.pooling
+    motion_features: str = ClipModelSettings.motion_features  # "flow" or "frames" (see cinepipe.clip_settings)
     epochs: int = TrainSettings.epochs
     batch_size: int = TrainSettings.batch_size
     lr: float = TrainSettings.lr
     grad_accum: int = TrainSettings.grad_accum
     seed: int = TrainSettings.seed
     compare_mean_pooling: bool = True
+    synthetic_films: int = CameraClipSettings.synthetic_films  # synthetic reel films trained on too; 0: none
 
     def settings(self) -> CameraClipSettings:
         return CameraClipSettings(
             model=ClipModelSettings(arch=self.arch, pretrained=self.pretrained, frames=self.frames,
-                                    pooling=self.pooling),
+                                    pooling=self.pooling, motion_features=self.motion_features),
             training=TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                    grad_accum=self.grad_accum, seed=self.seed),
-            compare_mean_pooling=self.compare_mean_pooling)
+            compare_mean_pooling=self.compare_mean_pooling, synthetic_films=self.synthetic_films)
 
 
 def _settings_key(settings: CameraClipSettings) -> str:
     return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="1",
+@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="2",
        op_tags=TRAINING_STEP_TAGS,
        automation_condition=on_dataset_version_change())
 def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: CinepipeHome,

@@ -4,7 +4,9 @@
 pooling (the baseline the issue asks for); both start from the same weights, and those weights are evaluated
 too ("before fine-tuning"). Metrics are prefixed ``test_`` (the product), ``base_`` (before fine-tuning) and
 suffixed ``_meanpool`` (the mean-pooling model), e.g. ``test_t2v_r1``, ``base_t2v_r1``, ``test_t2v_r1_meanpool``.
-The test split holds films never seen in training. See ``cinepipe.clip_eval`` for the metric definitions.
+The test split holds films never seen in training. By default the training split is joined by synthetic clips
+of the built-in reel's renderer (``cinepipe.clip_synthetic``; ``settings.synthetic_films``), films of their own
+seed, never the dataset's. See ``cinepipe.clip_eval`` for the metric definitions.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cinepipe.clip_data import FrameCache, build_frame_cache, label_key
 from cinepipe.clip_eval import direction_test, retrieval_metrics, zero_shot
 from cinepipe.clip_model import CameraClip, build_model, save_checkpoint
 from cinepipe.clip_settings import CameraClipSettings, ClipModelSettings
+from cinepipe.clip_synthetic import synthetic_clips
 from cinepipe.clip_train import embed_videos, text_encoder, train
 from cinepipe.labels import FAMILIES
 
@@ -76,6 +79,13 @@ def train_and_evaluate(table: pd.DataFrame, version: str, work_dir: Path, cache_
     if not rows["train"] or not rows["test"]:
         raise ValueError(f"dataset {version}: needs labelled clips in train and test "
                          f"(train {len(rows['train'])}, test {len(rows['test'])})")
+    train_rows, train_cache = rows["train"], cache
+    if settings.synthetic_films > 0:
+        synthetic = synthetic_clips(cache_root, settings.synthetic_films, settings.model.frames,
+                                    _image_size(settings.model), workers=settings.cache_workers)
+        train_rows = rows["train"] + synthetic.rows
+        train_cache = replace(cache, frames=np.concatenate([np.asarray(cache.frames), synthetic.frames]),
+                              shot_ids=list(cache.shot_ids) + [r["shot_id"] for r in synthetic.rows])
     metrics: dict = {}
     history: dict = {}
     predictions: dict = {}
@@ -89,7 +99,7 @@ def train_and_evaluate(table: pd.DataFrame, version: str, work_dir: Path, cache_
             base, _ = evaluate(model, tokenizer, cache, rows["test"], prefix="base_")
             metrics.update(base)
         started = time.perf_counter()
-        state = train(model, tokenizer, cache, rows["train"], settings.training, work_dir / f"{name}.ckpt",
+        state = train(model, tokenizer, train_cache, train_rows, settings.training, work_dir / f"{name}.ckpt",
                       extra, on_step=(lambda s, m, n=name: on_step(n, s, m)) if on_step else None,
                       on_epoch=(lambda e, r, n=name: on_epoch(n, e, r)) if on_epoch else None)
         history[name] = state.history
@@ -105,7 +115,7 @@ def train_and_evaluate(table: pd.DataFrame, version: str, work_dir: Path, cache_
             save_checkpoint(work_dir / "camera_clip.pt", model, {"dataset_version": version,
                                                                  "training": asdict(settings.training)})
     return CameraClipResult(metrics, predictions, history, work_dir / "camera_clip.pt", cache,
-                            {s: len(r) for s, r in rows.items()})
+                            {**{s: len(r) for s, r in rows.items()}, "synthetic": len(train_rows) - len(rows["train"])})
 
 
 def _image_size(model_settings: ClipModelSettings) -> int:

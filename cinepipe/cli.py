@@ -182,7 +182,8 @@ def cmd_run(args) -> int:
         reel["films"] = args.films
     if args.shots_per_film:
         reel["shots_per_film"] = args.shots_per_film
-    clip = {"epochs": args.clip_epochs} if args.clip_epochs else {}
+    clip = {k: v for k, v in (("epochs", args.clip_epochs), ("synthetic_films", args.synthetic_films))
+            if v is not None}
     diffusion = {"enabled": not args.no_camera_diff, "workers": args.lora_workers,
                  "base": {"steps": args.base_steps} if args.base_steps is not None else {},
                  "lora": {k: v for k, v in (("steps", args.lora_steps), ("eval_samples", args.eval_samples))
@@ -331,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the built-in reel")
     p.add_argument("--films", type=int, help="number of reel films (default 6)")
     p.add_argument("--shots-per-film", type=int, help="shots per reel film (default 8)")
-    p.add_argument("--clip-epochs", type=int, help="CameraCLIP training epochs (default: the asset's, 40)")
+    p.add_argument("--clip-epochs", type=int, help="CameraCLIP training epochs (default: the asset's, 4)")
+    p.add_argument("--synthetic-films", type=int,
+                   help="synthetic reel films (8 clips each) CameraCLIP also trains on (default: the asset's, 40)")
     p.add_argument("--base-steps", type=int, help="CameraDiff base model training steps (default: the asset's)")
     p.add_argument("--lora-steps", type=int, help="training steps per LoRA (default: the asset's)")
     p.add_argument("--eval-samples", type=int, help="videos generated per LoRA evaluation (default: the asset's)")

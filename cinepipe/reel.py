@@ -452,7 +452,7 @@ class _ShotFrames:
 
 
 def _timeline(plan: FilmPlan, fps: int) -> tuple[list[_ShotFrames], int]:
-    counts = [max(3, int(round(s.duration_s * fps))) for s in plan.shots]
+    counts = [shot_frame_count(s, fps) for s in plan.shots]
     fades = [0] * len(plan.shots)  # fade frames on each side of the transition into shot i
     for i, shot in enumerate(plan.shots):
         if shot.transition_in == "fade" and i > 0:
@@ -565,6 +565,22 @@ def film_truth(plan: FilmPlan, width: int = 640, height: int = 360, fps: int = 2
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def shot_frame_count(shot: ShotPlan, fps: int = 24) -> int:
+    """Rendered (non-black) frames of a shot at ``fps``, as the film's timeline gives them."""
+    return max(3, int(round(shot.duration_s * fps)))
+
+
+def shot_renderer(shot: ShotPlan, count: int, width: int, height: int, fps: int = 24) -> Callable[[int], np.ndarray]:
+    """``render(j)``: frame j (0 .. count-1) of a shot of ``count`` rendered frames, BGR uint8, without fades; any
+    frame can be rendered alone (a shot's frames need not be rendered in order, nor all of them)."""
+    half = (count - 1) / (2 * fps)
+    ends = [shot.pose_at(-half).position, shot.camera.position, shot.pose_at(half).position]
+    renderer = Renderer(build_scene(shot.scene_seed, shot.location, shot.subject, ends), width, height)
+    if movement_kind(shot.movement)[0] in ("pan", "tilt", "zoom"):  # the camera only turns: one panorama
+        renderer.hold_background([shot.pose_at(tau) for tau in np.linspace(-half, half, 9)])
+    return lambda j: renderer.render(shot.pose_at(j / fps - half), j / fps)
+
+
 def iter_frames(plan: FilmPlan, width: int = 640, height: int = 360, fps: int = 24) -> Iterator[np.ndarray]:
     """Every frame of the film in order, BGR uint8 (black frames and fades included)."""
     frames, _ = _timeline(plan, fps)
@@ -572,14 +588,9 @@ def iter_frames(plan: FilmPlan, width: int = 640, height: int = 360, fps: int = 
     for shot, fr in zip(plan.shots, frames):
         for _ in range(fr.first - fr.start):  # the second half of the black segment before the shot
             yield black
-        half = (fr.count - 1) / (2 * fps)
-        ends = [shot.pose_at(-half).position, shot.camera.position, shot.pose_at(half).position]
-        scene = build_scene(shot.scene_seed, shot.location, shot.subject, ends)
-        renderer = Renderer(scene, width, height)
-        if movement_kind(shot.movement)[0] in ("pan", "tilt", "zoom"):  # the camera only turns: one panorama
-            renderer.hold_background([shot.pose_at(tau) for tau in np.linspace(-half, half, 9)])
+        render = shot_renderer(shot, fr.count, width, height, fps)
         for j in range(fr.count):
-            frame = renderer.render(shot.pose_at(j / fps - half), j / fps)
+            frame = render(j)
             gain = min((j + 1) / (fr.fade_in + 1) if j < fr.fade_in else 1.0,
                        (fr.count - j) / (fr.fade_out + 1) if j >= fr.count - fr.fade_out else 1.0)
             yield cv2.convertScaleAbs(frame, alpha=gain) if gain < 1 else frame

@@ -7,7 +7,7 @@ import torch
 
 from cinepipe.clip_data import build_frame_cache, sample_positions, unique_label_batches
 from cinepipe.clip_eval import retrieval_metrics
-from cinepipe.clip_model import build_model, load_checkpoint, save_checkpoint
+from cinepipe.clip_model import FLOW_UNIT, build_model, load_checkpoint, optical_flow, save_checkpoint
 from cinepipe.clip_settings import ClipModelSettings, TrainSettings
 from cinepipe.clip_train import lr_factor, train
 from media_fixtures import _ff
@@ -32,6 +32,42 @@ def test_untrained_temporal_module_is_mean_pooling():
         per_frame = model.clip.encode_image(video.flatten(0, 1)).view(2, 8, -1).mean(1)
         expected = torch.nn.functional.normalize(per_frame, dim=-1)
         assert torch.allclose(model.encode_video(video), expected, atol=1e-5)
+
+
+def _drifting_texture(dx: int, dy: int, frames: int = 4, size: int = 64) -> torch.Tensor:
+    """Grey frames [1, T, H, W] of a smooth random texture moving dx, dy pixels a frame."""
+    rng = np.random.default_rng(0)
+    big = torch.nn.functional.avg_pool2d(torch.tensor(rng.random((1, 1, 3 * size, 3 * size)), dtype=torch.float32),
+                                         5, 1, 2)[0, 0]
+    crops = [big[size - t * dy: 2 * size - t * dy, size - t * dx: 2 * size - t * dx] for t in range(frames)]
+    return torch.stack(crops)[None]
+
+
+def test_optical_flow_follows_the_picture():
+    right = optical_flow(_drifting_texture(2, 0))  # [1, 2 (T-1), H, W]: x, y of each pair
+    assert right.shape == (1, 6, 64, 64)
+    inner = right[0, :, 16:48, 16:48].mean((1, 2)) * FLOW_UNIT
+    assert inner[0::2].min() > 1.5 and inner[1::2].abs().max() < 0.3  # 2 px right a frame, no vertical motion
+    up = optical_flow(_drifting_texture(0, -2))[0, :, 16:48, 16:48].mean((1, 2)) * FLOW_UNIT
+    assert up[1::2].max() < -1.5 and up[0::2].abs().max() < 0.3
+
+
+def test_motion_input_sees_the_flow_and_old_checkpoints_load_without_it(tmp_path):
+    torch.manual_seed(0)
+    flow_model, _ = build_model(ClipModelSettings(), "cpu")
+    assert flow_model.settings.motion_features == "flow" and flow_model.motion.flow
+    assert flow_model.motion.net[0].in_channels == 2 * 8 - 1 + 2 * 7
+    frames_model, _ = build_model(ClipModelSettings(motion_features="frames"), "cpu")
+    assert frames_model.motion.net[0].in_channels == 2 * 8 - 1
+    with pytest.raises(ValueError, match="motion_features"):
+        ClipModelSettings(motion_features="pixels")
+    # a checkpoint written before the setting existed holds frame-input weights: it loads as "frames"
+    save_checkpoint(tmp_path / "old.pt", frames_model)
+    payload = torch.load(tmp_path / "old.pt", weights_only=False)
+    del payload["settings"]["motion_features"]
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, _, _ = load_checkpoint(tmp_path / "old.pt", "cpu")
+    assert loaded.settings.motion_features == "frames" and not loaded.motion.flow
 
 
 def test_checkpoint_round_trip_and_local_files_only(tmp_path):

@@ -18,12 +18,13 @@ from cinepipe.tracking import TAG_ASSET_KEY, TAG_DATASET_VERSION, Tracker
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _materialize(home, landing, epochs):
+def _materialize(home, landing, epochs, synthetic_films=1):
     os.environ["DAGSTER_HOME"] = str(home / "dagster")
     try:
         defs = build_definitions(home=str(home), landing=str(landing))
         return defs.resolve_job_def("train_camera_clip").execute_in_process(
-            instance=DagsterInstance.get(), run_config={"ops": {"camera_clip": {"config": {"epochs": epochs}}}})
+            instance=DagsterInstance.get(),
+            run_config={"ops": {"camera_clip": {"config": {"epochs": epochs, "synthetic_films": synthetic_films}}}})
     finally:
         del os.environ["DAGSTER_HOME"]
 
@@ -77,7 +78,8 @@ from dagster import DagsterInstance
 from assets_defs.definitions import build_definitions
 defs = build_definitions(home=sys.argv[1], landing=sys.argv[2])
 defs.resolve_job_def("train_camera_clip").execute_in_process(
-    instance=DagsterInstance.get(), run_config={"ops": {"camera_clip": {"config": {"epochs": 40}}}})
+    instance=DagsterInstance.get(),
+    run_config={"ops": {"camera_clip": {"config": {"epochs": 40, "synthetic_films": 0}}}})
 """
 
 
@@ -100,7 +102,7 @@ def test_a_killed_training_resumes_in_the_same_mlflow_run(dataset_home):
     client = MlflowClient(Tracker.for_home(home).tracking_uri)
     assert client.get_run(run_id).info.status == "RUNNING"  # what a kill leaves behind
 
-    result = _materialize(home, landing, epochs=40)
+    result = _materialize(home, landing, epochs=40, synthetic_films=0)  # the killed run's settings
     assert result.success
     meta = result.asset_materializations_for_node("camera_clip")[0].metadata
     assert meta["mlflow_run_id"].value == run_id

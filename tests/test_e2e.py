@@ -29,6 +29,7 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     # seed 1, 3 x 8 shots: every pattern has clips in the train and val films (with fewer, a pattern without clips
     # fails its partition alone, as it should, and the run exits 1 naming it)
     proc = cinepipe("run", "--films", "3", "--shots-per-film", "8", "--seed", "1", "--clip-epochs", "2",
+                    "--synthetic-films", "1",
                     "--base-steps", "10", "--lora-steps", "2", "--eval-samples", "2", "--compose-seeds", "1", env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "[3/3]" in proc.stdout and "all assets materialized" in proc.stdout
@@ -94,6 +95,7 @@ def test_cinepipe_run_on_the_reel(tmp_path):
 
     # a second run finds the reel already rendered and succeeds again
     again = cinepipe("run", "--films", "3", "--shots-per-film", "8", "--seed", "1", "--clip-epochs", "1",
+                     "--synthetic-films", "1",
                      "--no-camera-diff", env=env)
     assert again.returncode == 0, again.stderr
 
@@ -106,7 +108,7 @@ def test_cinepipe_run_names_failed_assets(tmp_path, odd_films, bad_files):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME")}
     env["CINEPIPE_HOME"] = str(tmp_path / "home")
     env["CINEPIPE_LANDING"] = str(landing)
-    proc = cinepipe("run", "--clip-epochs", "1", "--no-camera-diff", env=env)
+    proc = cinepipe("run", "--clip-epochs", "1", "--synthetic-films", "1", "--no-camera-diff", env=env)
     assert proc.returncode == 1
     assert f"raw_films: {landing / bad_files['text'].name}: a text file, not a video" in proc.stderr
     assert "base.mp4" in proc.stdout and "ok" in proc.stdout
