@@ -22,7 +22,8 @@ from cinepipe.taxonomy import TAXONOMY
 
 HEADLINE = ("test_t2v_r1", "test_v2t_r1", "test_t2v_r5", "test_direction_acc", "test_t2v_r1_meanpool",
             "test_direction_acc_meanpool", "base_t2v_r1", "test_zeroshot_framing_acc", "test_zeroshot_angle_acc",
-            "test_zeroshot_movement_acc")
+            "test_zeroshot_movement_acc", "synthetic_test_t2v_r1", "synthetic_test_t2v_r1_meanpool",
+            "synthetic_test_direction_acc", "synthetic_test_direction_acc_meanpool")
 
 
 class CameraClipConfig(Config):
@@ -38,6 +39,7 @@ class CameraClipConfig(Config):
     seed: int = TrainSettings.seed
     compare_mean_pooling: bool = True
     synthetic_films: int = CameraClipSettings.synthetic_films  # synthetic reel films trained on too; 0: none
+    synthetic_test_films: int = CameraClipSettings.synthetic_test_films  # other synthetic films evaluated; 0: none
 
     def settings(self) -> CameraClipSettings:
         return CameraClipSettings(
@@ -45,7 +47,8 @@ class CameraClipConfig(Config):
                                     pooling=self.pooling, motion_features=self.motion_features),
             training=TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                    grad_accum=self.grad_accum, seed=self.seed),
-            compare_mean_pooling=self.compare_mean_pooling, synthetic_films=self.synthetic_films)
+            compare_mean_pooling=self.compare_mean_pooling, synthetic_films=self.synthetic_films,
+            synthetic_test_films=self.synthetic_test_films)
 
 
 def _settings_key(settings: CameraClipSettings) -> str:

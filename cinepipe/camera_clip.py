@@ -6,7 +6,9 @@ too ("before fine-tuning"). Metrics are prefixed ``test_`` (the product), ``base
 suffixed ``_meanpool`` (the mean-pooling model), e.g. ``test_t2v_r1``, ``base_t2v_r1``, ``test_t2v_r1_meanpool``.
 The test split holds films never seen in training. By default the training split is joined by synthetic clips
 of the built-in reel's renderer (``cinepipe.clip_synthetic``; ``settings.synthetic_films``), films of their own
-seed, never the dataset's. See ``cinepipe.clip_eval`` for the metric definitions.
+seed, never the dataset's; other synthetic films, never trained on, are evaluated too (``synthetic_test_``
+metrics: 80 clips by default against the default reel's 8 test clips). See ``cinepipe.clip_eval`` for the metric
+definitions.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from cinepipe.clip_data import FrameCache, build_frame_cache, label_key
 from cinepipe.clip_eval import direction_test, retrieval_metrics, zero_shot
 from cinepipe.clip_model import CameraClip, build_model, save_checkpoint
 from cinepipe.clip_settings import CameraClipSettings, ClipModelSettings
-from cinepipe.clip_synthetic import synthetic_clips
+from cinepipe.clip_synthetic import SYNTHETIC_SEED, synthetic_clips
 from cinepipe.clip_train import embed_videos, text_encoder, train
 from cinepipe.labels import FAMILIES
 
@@ -80,12 +82,18 @@ def train_and_evaluate(table: pd.DataFrame, version: str, work_dir: Path, cache_
         raise ValueError(f"dataset {version}: needs labelled clips in train and test "
                          f"(train {len(rows['train'])}, test {len(rows['test'])})")
     train_rows, train_cache = rows["train"], cache
+    size = _image_size(settings.model)
     if settings.synthetic_films > 0:
-        synthetic = synthetic_clips(cache_root, settings.synthetic_films, settings.model.frames,
-                                    _image_size(settings.model), workers=settings.cache_workers)
+        synthetic = synthetic_clips(cache_root, settings.synthetic_films, settings.model.frames, size,
+                                    workers=settings.cache_workers)
         train_rows = rows["train"] + synthetic.rows
         train_cache = replace(cache, frames=np.concatenate([np.asarray(cache.frames), synthetic.frames]),
                               shot_ids=list(cache.shot_ids) + [r["shot_id"] for r in synthetic.rows])
+    held_out = None
+    if settings.synthetic_test_films > 0:
+        clips = synthetic_clips(cache_root, settings.synthetic_test_films, settings.model.frames, size,
+                                seed=SYNTHETIC_SEED + 1, workers=settings.cache_workers)
+        held_out = (replace(cache, frames=clips.frames, shot_ids=[r["shot_id"] for r in clips.rows]), clips.rows)
     metrics: dict = {}
     history: dict = {}
     predictions: dict = {}
@@ -110,6 +118,9 @@ def train_and_evaluate(table: pd.DataFrame, version: str, work_dir: Path, cache_
         if rows["val"]:
             val, _ = evaluate(model, tokenizer, cache, rows["val"], prefix="val_", suffix=suffix)
             metrics.update({k: v for k, v in val.items() if "r1" in k or "direction" in k})
+        if held_out is not None:
+            synthetic_test, _ = evaluate(model, tokenizer, *held_out, prefix="synthetic_test_", suffix=suffix)
+            metrics.update({k: v for k, v in synthetic_test.items() if "zeroshot_acc_" not in k})  # not per pattern
         if name == "temporal":
             predictions = predicted
             save_checkpoint(work_dir / "camera_clip.pt", model, {"dataset_version": version,

@@ -59,3 +59,6 @@ class CameraClipSettings:
     # films (8 shots each) of synthetic reel clips trained on beside the dataset's train split
     # (cinepipe.clip_synthetic); 0: the dataset alone
     synthetic_films: int = 40
+    # films (8 shots each) of other synthetic clips, never trained on, evaluated too (``synthetic_test_*``
+    # metrics): 80 clips give steadier figures than the default reel's 8 test clips; 0: none
+    synthetic_test_films: int = 10

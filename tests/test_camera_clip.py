@@ -137,3 +137,23 @@ def test_frame_cache_and_training_resume(tmp_path):
     resumed = train(build_model(ClipModelSettings(frames=4), "cpu")[0], tok, cache, rows, settings,
                     tmp_path / "run.ckpt")
     assert resumed.epoch == 2 and len(resumed.history) == 2 and resumed.extra == {"mlflow_run_id": "r1"}
+
+
+def test_synthetic_clips_are_labelled_cached_and_of_their_own_films(tmp_path):
+    from cinepipe.clip_synthetic import SYNTHETIC_SEED, synthetic_clips
+    from cinepipe.reel import plan_reel
+    from cinepipe.taxonomy import TAXONOMY
+
+    clips = synthetic_clips(tmp_path, films=1, frames=4, size=32, workers=1)
+    assert clips.built and clips.frames.shape == (8, 4, 32, 32, 3) and clips.frames.dtype == np.uint8
+    plan = plan_reel(SYNTHETIC_SEED, 1, 8)[0]
+    assert [(r["framing"], r["angle"], r["movement"]) for r in clips.rows] == \
+        [(s.framing, s.angle, s.movement) for s in plan.shots]
+    for row in clips.rows:
+        for family in ("framing", "angle", "movement"):
+            assert row[family] in TAXONOMY.values(family)
+        assert row["shot_id"].startswith("synthetic-") and row["caption"]
+    assert all(clips.frames[i].std() > 5 for i in range(8))  # pictures, not black frames
+    again = synthetic_clips(tmp_path, films=1, frames=4, size=32, workers=1)
+    assert not again.built and np.array_equal(again.frames, clips.frames) and again.rows == clips.rows
+    assert not list(tmp_path.glob(".*"))  # no temporary file left beside them

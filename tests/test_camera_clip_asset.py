@@ -24,7 +24,8 @@ def _materialize(home, landing, epochs, synthetic_films=1):
         defs = build_definitions(home=str(home), landing=str(landing))
         return defs.resolve_job_def("train_camera_clip").execute_in_process(
             instance=DagsterInstance.get(),
-            run_config={"ops": {"camera_clip": {"config": {"epochs": epochs, "synthetic_films": synthetic_films}}}})
+            run_config={"ops": {"camera_clip": {"config": {"epochs": epochs, "synthetic_films": synthetic_films,
+                                                           "synthetic_test_films": 1}}}})
     finally:
         del os.environ["DAGSTER_HOME"]
 
@@ -43,8 +44,10 @@ def test_camera_clip_logs_registers_and_serves(dataset_home):
     assert run.info.status == "FINISHED" and run.data.tags[TAG_ASSET_KEY] == "camera_clip"
     assert run.data.tags[TAG_DATASET_VERSION] == version
     for key in ("test_t2v_r1", "test_v2t_r1", "test_t2v_r5", "test_direction_acc", "test_t2v_r1_meanpool",
-                "base_t2v_r1", "test_zeroshot_movement_acc"):
+                "base_t2v_r1", "test_zeroshot_movement_acc", "synthetic_test_t2v_r1",
+                "synthetic_test_direction_acc_meanpool"):
         assert 0.0 <= run.data.metrics[key] <= 1.0, key
+    assert run.data.metrics["clips_synthetic"] == 8  # one synthetic film's 8 shots trained on beside the dataset
     assert len(client.get_metric_history(run.info.run_id, "epoch_loss")) == 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "confusion")}
     assert "confusion/confusion_movement.png" in artifacts
@@ -79,7 +82,8 @@ from assets_defs.definitions import build_definitions
 defs = build_definitions(home=sys.argv[1], landing=sys.argv[2])
 defs.resolve_job_def("train_camera_clip").execute_in_process(
     instance=DagsterInstance.get(),
-    run_config={"ops": {"camera_clip": {"config": {"epochs": 40, "synthetic_films": 0}}}})
+    run_config={"ops": {"camera_clip": {"config": {"epochs": 40, "synthetic_films": 0,
+                                                   "synthetic_test_films": 1}}}})
 """
 
 

@@ -100,8 +100,8 @@ def test_camera_diff_trains_evaluates_registers_and_generates(dataset_home, tmp_
     assert json.loads(probe.stdout)["width"] == 32 * 4
 
     if "CameraCLIP" not in {m.name for m in client.search_registered_models()}:  # this file run alone
-        assert _run(home, landing, "train_camera_clip", config={"epochs": 1, "compare_mean_pooling": False,
-                                                                        "synthetic_films": 1},
+        config = {"epochs": 1, "compare_mean_pooling": False, "synthetic_films": 1, "synthetic_test_films": 0}
+        assert _run(home, landing, "train_camera_clip", config=config,
                     op="camera_clip").success
     # CLIPLoRA against the static methods on the suite's request 3 (full shot, dutch angle, tilt up), one seed
     result = _run(home, landing, "evaluate_clip_lora", config={"seeds": [0], "steps": 3, "population": 3,
