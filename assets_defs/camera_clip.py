@@ -81,7 +81,9 @@ def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: 
     with tracker_run as run:
         (work / "mlflow_run_id").write_text(run.run_id)
         run.log_params({"model": asdict(settings.model), "training": asdict(settings.training),
-                        "compare_mean_pooling": settings.compare_mean_pooling, "dataset_rows": len(table)})
+                        "compare_mean_pooling": settings.compare_mean_pooling, "dataset_rows": len(table),
+                        "synthetic_films": settings.synthetic_films,
+                        "synthetic_test_films": settings.synthetic_test_films})
         if resume_id:  # params are immutable in MLflow: the resumption is a tag
             run.set_tags({"cinepipe.resumed": "true"})
         run.log_dataset(table, c2k.NAME, version, str(c2k.version_path(home.path, version)))
