@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from cinepipe.media import MediaError, atomic_path, count_frames, iter_frames, write_json_atomic
+from cinepipe.media import MediaError, count_frames, iter_frames, write_json_atomic, write_npy_atomic
 
 
 @dataclass(frozen=True)
@@ -101,10 +101,7 @@ def build_frame_cache(table: pd.DataFrame, version: str, root: Path, frames: int
     kept = [(shot_ids[i], arr) for i, arr, _ in results if arr is not None]
     skipped = {shot_ids[i]: reason for i, _, reason in results if reason is not None}
     array = np.stack([a for _, a in kept]) if kept else np.zeros((0, frames, size, size, 3), np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
+    write_npy_atomic(path, array)
     write_json_atomic(index_path, {"version": version, "frames": frames, "size": size,
                                    "shot_ids": [s for s, _ in kept], "skipped": skipped})
     return FrameCache(np.load(path, mmap_mode="r"), [s for s, _ in kept], skipped, path, True)

@@ -31,7 +31,7 @@ import numpy as np
 
 from cinepipe.captions import caption
 from cinepipe.clip_data import sample_positions
-from cinepipe.media import atomic_path, write_json_atomic
+from cinepipe.media import write_json_atomic, write_npy_atomic
 
 SYNTHETIC_SEED = 1_000_003  # not a seed anyone renders a reel with by accident: these films stay out of datasets
 RENDER_SIZE = (160, 90)  # 16:9 like the reel's films, then scaled to the model's square frames
@@ -50,7 +50,6 @@ def _film_clips(job: tuple) -> list[tuple[dict, np.ndarray]]:
     from cinepipe.reel import shot_frame_count, shot_renderer
 
     plan, frames, size = job
-    cv2.setNumThreads(1)
     out = []
     for shot in plan.shots:
         count = shot_frame_count(shot)
@@ -75,16 +74,16 @@ def synthetic_clips(root: Path, films: int, frames: int, size: int, seed: int = 
         return SyntheticClips(np.load(path, mmap_mode="r"), json.loads(index.read_text())["rows"], path, False)
     jobs = [(plan, frames, size) for plan in plan_reel(seed, films, 8)]
     if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        from cinepipe.reel import single_opencv_thread  # one OpenCV thread a worker: the processes are the parallelism
+
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=single_opencv_thread) as pool:
             parts = list(pool.map(_film_clips, jobs))
     else:
         parts = [_film_clips(job) for job in jobs]
     clips = [c for part in parts for c in part]
     array = np.stack([c[1] for c in clips]) if clips else np.zeros((0, frames, size, size, 3), np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, array)
+    write_npy_atomic(path, array)
     rows = [c[0] for c in clips]
     write_json_atomic(index, {"generator": GENERATOR_VERSION, "seed": seed, "films": films, "frames": frames,
                               "size": size, "rows": rows})

@@ -147,6 +147,16 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2))
 
 
+def write_npy_atomic(path: str | os.PathLike, array) -> None:
+    """A numpy array as a ``.npy`` file (readable memory-mapped), written to a temporary path, then renamed."""
+    import numpy as np
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Probing
 

@@ -641,7 +641,7 @@ def _render_job(job: tuple[FilmPlan, str, int, int, int, int]) -> str:
     return str(render_film(plan, path, width, height, fps, encoder_threads=threads))
 
 
-def _worker_init() -> None:
+def single_opencv_thread() -> None:
     cv2.setNumThreads(1)  # one process per core does the parallelism
 
 
@@ -658,7 +658,7 @@ def _render_films(todo: list[tuple], workers: int, render: Callable[[tuple], str
 
     try:
         with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init) as pool:
+                                 initializer=single_opencv_thread) as pool:
             for _ in pool.map(render, [job + (1,) for job in todo]):
                 pass
     except BrokenProcessPool:
