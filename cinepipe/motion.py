@@ -12,6 +12,14 @@ the backward track returns to the start. Two global models are fitted with RANSA
 So pan and truck both slide the picture sideways, but only the truck has parallax; zoom and dolly both magnify it,
 but only the dolly has parallax. This is a decision from the geometry, not a guess from speed or texture.
 
+Where the parallax cannot decide, the magnification's course over the shot can. A flat scene facing the camera (the
+ground seen from overhead, a wall) shows no parallax whatever the camera does, and a subject that moves on its own
+in a close-up shows some under a zoom. But a camera moving along its axis at a steady speed v towards a surface at
+depth D magnifies it at the rate r(t) = v / (D - v t), so dr/dt = r^2 whatever the depth; a zoom at a steady rate
+has dr/dt = 0 (and one at a steady focal-length speed dr/dt = -r^2). The measured ``kappa`` = (dr/dt) / r^2 over a
+shot's windows is about 1 for a dolly and at most 0 for a zoom; it decides when its standard error is small
+(``MotionSettings.dolly_kappa``, ``kappa_max_error``), and the parallax decides otherwise.
+
 Signs (the camera's, as DESIGN.md): ``pan`` > 0 when the camera turns right (the scene moves left in the frame),
 ``tilt`` > 0 when it tilts up (the scene moves down), ``zoom`` > 0 when the image magnifies (zoom in or dolly in),
 ``roll`` > 0 clockwise. ``pan`` and ``tilt`` are image shifts per second as a fraction of the frame width, ``zoom``
@@ -32,7 +40,7 @@ from cinepipe.media import ProxyInfo, iter_frames
 from cinepipe.taxonomy import STATIC, TAXONOMY
 
 MOVEMENTS = TAXONOMY.families["movement"]
-VERSION = 4  # bump when the estimator's output changes for the same input (labels record it)
+VERSION = 5  # bump when the estimator's output changes for the same input (labels record it)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,14 @@ class MotionSettings:
     # below min_shift and min_zoom, a translating camera whose points' divergences lean one way by this much (90th
     # plus 10th percentile, per second) is a slow dolly onto a near subject
     min_dolly_tail: float = 0.03
+    # a magnifying shot whose rate grows as kappa * rate^2 is a dolly when kappa is above this (1 for a steady
+    # dolly, at most 0 for a zoom), provided its standard error is below kappa_max_error and there are min_kappa_windows
+    dolly_kappa: float = 0.5
+    kappa_max_error: float = 0.5
+    min_kappa_windows: int = 3
+    # the flow radiates from the centre (a magnification) or runs one way (a sideways move) when one of the two shape
+    # measures exceeds the other by this
+    shape_margin: float = 0.3
 
 
 @dataclass
@@ -93,6 +109,13 @@ class PairMotion:
     radial_parallax: float = 0.0  # residual along the radius beyond that across it (tail), / median flow
     along_parallax: float = 0.0  # residual along the mean flow beyond that across it (tail), / median flow
     divergence_tail: float = 0.0  # 90th + 10th percentile of each point's radial flow / radius (ln-scale like)
+    # the flow's shape: mean cosine between each point's flow and its direction from the centre (1: every point moves
+    # straight away from the centre, or towards it), and the length of the mean unit flow (1: every point moves the
+    # same way); points off the centre with flow above the floor only, 0 for both with fewer than 8 of them
+    radiating: float = 0.0
+    parallel: float = 0.0
+    start_frame: int = 0  # the window's first frame, counted from the first frame of the input
+    frames: int = 0  # frames between the window's first and last frame
 
 
 @dataclass
@@ -219,21 +242,34 @@ def window_motion(a: np.ndarray, b: np.ndarray, size: tuple[int, int],
     # side; a static camera's noise, a pan or a truck leave them balanced about zero (see _label)
     divergence_tail = (float(np.percentile(point_divergence, 90) + np.percentile(point_divergence, 10))
                        if point_divergence.size >= 8 else 0.0)
+    moving = off_centre & (np.hypot(v[:, 0], v[:, 1]) > settings.flow_floor)
+    radiating = parallel = 0.0
+    if moving.sum() >= 8:
+        heading_each = v[moving] / np.hypot(v[moving, 0], v[moving, 1])[:, None]
+        outward = x[moving] / np.sqrt(radius2[moving])[:, None]
+        radiating = abs(float(np.mean((heading_each * outward).sum(1))))
+        parallel = float(np.hypot(*heading_each.mean(0)))
     return PairMotion(dx=float(wy * focal), dy=float(-wx * focal), log_scale=float(zoom), rotation=float(wz),
                       parallax=parallax, flow=flow, points=int(len(a)), raw_dx=float(np.mean(v[:, 0])),
                       raw_dy=float(np.mean(v[:, 1])), raw_divergence=divergence, perspective=perspective,
                       radial_parallax=radial_parallax, along_parallax=along_parallax,
-                      divergence_tail=divergence_tail)
+                      divergence_tail=divergence_tail, radiating=radiating, parallel=parallel)
 
 
 def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: MotionSettings,
            perspective: float = 10.0, radial_parallax: float | None = None,
-           along_parallax: float | None = None, divergence_tail: float | None = None) -> tuple[str, float]:
+           along_parallax: float | None = None, divergence_tail: float | None = None,
+           kappa: tuple[float, float] | None = None, shape: tuple[float, float] | None = None
+           ) -> tuple[str, float]:
     """Movement label and confidence from per-second components, the parallax and, for a sideways move with no
     parallax, the perspective signature of a turning camera. When a translating camera's flow magnifies about as
     much as it slides sideways (within ``tie_ratio``), the larger component is no evidence: the direction its
     parallax points to decides (see :func:`_directed_excess`): along the radius (``radial_parallax``), a dolly;
-    along the flow (``along_parallax``), a truck. None: not known, the larger component decides."""
+    along the flow (``along_parallax``), a truck. None: not known, the larger component decides. A magnifying
+    shot's ``kappa`` (value, standard error; see :func:`magnification_kappa`), when sure enough, tells a dolly from
+    a zoom instead of the parallax. The flow's ``shape`` (radiating, parallel; see :class:`PairMotion`), when one
+    clearly exceeds the other (``settings.shape_margin``), tells a magnification from a sideways move instead of
+    the sizes of the components (a sideways move past things at many depths has a divergence of its own)."""
     shift = max(abs(pan), abs(tilt))
     zoom_strength = abs(zoom) / settings.min_zoom
     shift_strength = shift / settings.min_shift
@@ -249,12 +285,23 @@ def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: Moti
     # how far the parallax is from the decision line, as a confidence in [0.5, 1]
     sure = 0.5 + 0.5 * min(1.0, abs(parallax - settings.parallax_translation) / settings.parallax_translation)
     zoom_wins = zoom_strength >= shift_strength
-    if (translates and radial_parallax is not None and along_parallax is not None and abs(pan) >= abs(tilt)
+    radiating, parallel = shape if shape is not None else (0.0, 0.0)
+    if abs(radiating - parallel) > settings.shape_margin:
+        zoom_wins = radiating > parallel
+    elif (translates and radial_parallax is not None and along_parallax is not None and abs(pan) >= abs(tilt)
             and min(zoom_strength, shift_strength) >= max(zoom_strength, shift_strength) / settings.tie_ratio):
         zoom_wins = radial_parallax >= along_parallax
     if zoom_wins:
+        by_course = kappa is not None and kappa[1] < settings.kappa_max_error
+        if by_course:
+            assert kappa is not None
+            dolly = kappa[0] > settings.dolly_kappa
+            course_sure = 0.5 + 0.5 * min(1.0, abs(kappa[0] - settings.dolly_kappa) / max(kappa[1], 0.05) / 4.0)
+            sure = max(sure, course_sure) if dolly == translates else course_sure
+            translates = dolly
         label = ("dolly_in" if zoom > 0 else "dolly_out") if translates else ("zoom_in" if zoom > 0 else "zoom_out")
-        if translates and radial_parallax is not None and radial_parallax < settings.dolly_radial_support:
+        if (translates and not by_course and radial_parallax is not None
+                and radial_parallax < settings.dolly_radial_support):
             # a dolly's parallax points along the radius; residual flow in every direction is as likely a
             # subject moving on its own in front of a zooming lens: less sure
             sure = min(sure, 0.6)
@@ -304,10 +351,33 @@ def summarise(windows: list[PairMotion | None], seconds_each: float, width: int,
     along_parallax = float(np.median([p.along_parallax for p in good]))
     divergence_tail = float(np.median([p.divergence_tail for p in good])) / dt
     label, confidence = _label(pan, tilt, zoom, parallax, settings, perspective, radial_parallax, along_parallax,
-                               divergence_tail)
+                               divergence_tail, magnification_kappa(good, settings),
+                               (float(np.median([p.radiating for p in good])),
+                                float(np.median([p.parallel for p in good]))))
     coverage = len(good) / max(1, len(windows))
     return WindowMotion(start_s, end_s, pan, tilt, zoom, roll, parallax, label, confidence * coverage,
                         int(np.median([p.points for p in good])))
+
+
+def magnification_kappa(windows: list[PairMotion], settings: MotionSettings = MotionSettings()
+                        ) -> tuple[float, float] | None:
+    """How the magnification rate r (ln-scale per frame, from each window's median point divergence) changes over
+    the windows, as kappa = (dr/dt) / mean(r)^2, with its standard error in the same unit; None with fewer than
+    ``settings.min_kappa_windows`` windows or no magnification. About 1 for a dolly at a steady speed (r = v / (D -
+    v t) gives dr/dt = r^2 at any depth D), 0 for a zoom at a steady rate, -1 for one at a steady focal speed."""
+    placed = [w for w in windows if w.frames > 0]
+    if len(placed) < max(3, settings.min_kappa_windows):
+        return None
+    t = np.array([w.start_frame + w.frames / 2.0 for w in placed])
+    r = np.array([math.log1p(max(w.raw_divergence, -0.9)) / w.frames for w in placed])
+    scale = float(np.mean(r)) ** 2
+    spread = float(((t - t.mean()) ** 2).sum())
+    if scale < 1e-12 or spread <= 0:
+        return None
+    slope, intercept = np.polyfit(t, r, 1)
+    residual = r - (slope * t + intercept)
+    error = math.sqrt(float((residual ** 2).sum()) / max(1, len(r) - 2) / spread)
+    return float(slope / scale), float(error / scale)
 
 
 def _grey(frame: np.ndarray, width: int) -> np.ndarray:
@@ -326,7 +396,7 @@ def track_windows(frames: Iterable[np.ndarray], settings: MotionSettings = Motio
     windows: list[PairMotion | None] = []
     prev = None
     start_pts = pts = alive = None
-    count, in_window, size = 0, 0, (settings.width, 0)
+    count, in_window, window_start, size = 0, 0, 0, (settings.width, 0)
     stride = max(1, min(settings.stride, settings.window // 2))
     for frame in frames:
         count += 1
@@ -335,6 +405,7 @@ def track_windows(frames: Iterable[np.ndarray], settings: MotionSettings = Motio
         grey = _grey(frame, settings.width)
         size = (grey.shape[1], grey.shape[0])
         if prev is None:
+            window_start = count - 1
             prev, start_pts = grey, _corners(grey, settings)
             pts, alive, in_window = start_pts.copy(), np.ones(len(start_pts), bool), 0
             continue
@@ -343,12 +414,21 @@ def track_windows(frames: Iterable[np.ndarray], settings: MotionSettings = Motio
         in_window += stride
         prev = grey
         if in_window >= settings.window:
-            windows.append(window_motion(start_pts[alive, 0], pts[alive, 0], size, settings))
+            windows.append(_placed(window_motion(start_pts[alive, 0], pts[alive, 0], size, settings),
+                                   window_start, in_window))
+            window_start += in_window
             start_pts = _corners(grey, settings)
             pts, alive, in_window = start_pts.copy(), np.ones(len(start_pts), bool), 0
     if in_window >= max(2, settings.window // 2):  # a last, shorter window
-        windows.append(window_motion(start_pts[alive, 0], pts[alive, 0], size, settings))
+        windows.append(_placed(window_motion(start_pts[alive, 0], pts[alive, 0], size, settings),
+                               window_start, in_window))
     return windows, count, size
+
+
+def _placed(motion: PairMotion | None, start_frame: int, frames: int) -> PairMotion | None:
+    if motion is not None:
+        motion.start_frame, motion.frames = start_frame, frames
+    return motion
 
 
 def estimate(frames: Iterable[np.ndarray], fps: float, start_s: float = 0.0, window_s: float | None = None,

@@ -31,6 +31,16 @@ def _frames(kind, n=25):
         elif kind == "magnify":
             s = 1.01 ** i
             m = np.linalg.inv(centre) @ np.diag([s, s, 1]) @ centre
+        elif kind in ("flat_dolly_in", "flat_dolly_out", "flat_zoom_in", "flat_zoom_out"):
+            # a textured plane facing the camera over 3 s (72 frames): a steady dolly from 5 m to 3 m (or back)
+            # magnifies it by D0 / D(t), a steady zoom by the same factor 5/3 at one ln-rate: no parallax either way
+            u = i / (n - 1)
+            if kind.startswith("flat_dolly"):
+                s = 5.0 / (5.0 - 2.0 * u) if kind.endswith("in") else 3.0 / (3.0 + 2.0 * u)
+            else:
+                s = (5.0 / 3.0) ** (u if kind.endswith("in") else -u)
+            s *= 1.0 if kind.endswith("in") else 5.0 / 3.0
+            m = np.linalg.inv(centre) @ np.diag([s, s, 1]) @ centre
         elif kind == "still":
             m = np.eye(3)
         else:
@@ -50,6 +60,34 @@ def test_signs_follow_the_design(kind, label, component, sign):
     assert whole.label == label
     value = getattr(whole, component)
     assert np.sign(value) == sign and abs(value) > 0.05
+
+
+@pytest.mark.parametrize("kind,label", [("flat_dolly_in", "dolly_in"), ("flat_zoom_in", "zoom_in"),
+                                        ("flat_dolly_out", "dolly_out"), ("flat_zoom_out", "zoom_out")])
+def test_dolly_told_from_zoom_by_its_course_where_there_is_no_parallax(kind, label):
+    """A plane facing the camera shows no parallax, so only the magnification's course tells them apart: a steady
+    dolly's rate r grows as r^2 (kappa ~ 1), a steady zoom's does not (kappa ~ 0)."""
+    from cinepipe.motion import magnification_kappa, track_windows
+
+    frames = _frames(kind, n=72)
+    windows, _, _ = track_windows(frames)
+    kappa, error = magnification_kappa([w for w in windows if w is not None])
+    assert error < 0.5
+    assert (0.6 < kappa < 1.5) if "dolly" in kind else (abs(kappa) < 0.3), kappa
+    _, whole = estimate(frames, fps=24.0)
+    assert whole.label == label and whole.parallax < 0.17
+
+
+def test_flow_shape_decides_between_magnification_and_sideways_move():
+    """Magnification and sideways speed within the tie ratio: the flow's shape (radiating or parallel) decides,
+    not the larger of the two."""
+    from cinepipe.motion import MotionSettings, _label
+
+    settings = MotionSettings()
+    args = dict(pan=-0.10, tilt=0.0, zoom=-0.11, parallax=0.12, settings=settings)
+    assert _label(**args, shape=(0.3, 0.99))[0] == "pan_left"
+    assert _label(**args, shape=(0.95, 0.2))[0] == "zoom_out"
+    assert _label(**args)[0] == "zoom_out"  # no shape: the larger component
 
 
 def test_still_and_featureless_input():
@@ -90,8 +128,8 @@ def test_cli_motion_contract():
 
 def test_reel_movement_accuracy(small_reel, tmp_path):
     """Movement labels against the reel's ground truth (fade ramps left out). Issue 3 asks for >= 0.95; today's
-    floor guards the progress made (21/24): the misses are overhead zoom/dolly shots, where the lying subject and
-    the flat ground give a moving camera almost no parallax to see."""
+    floor allows one miss more than measured (23/24 with estimator v5; 21/24 with v4, whose misses were overhead
+    zoom/dolly shots with no parallax to see, now told apart by the magnification's course)."""
     import json
     from pathlib import Path
 
@@ -127,4 +165,4 @@ def test_reel_movement_accuracy(small_reel, tmp_path):
             if row["motion"]["label"] != expected:
                 misses.append((expected, row["motion"]["label"], truth["shots"][row["index"]]["angle"]))
     assert total == 24
-    assert hits / total >= 0.85, misses
+    assert hits >= 22, misses
