@@ -4,7 +4,7 @@ import hashlib
 import json
 import shutil
 from dataclasses import asdict
-from typing import Optional
+from typing import List, Optional
 
 import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
@@ -37,6 +37,9 @@ class CameraClipConfig(Config):
     lr: float = TrainSettings.lr
     grad_accum: int = TrainSettings.grad_accum
     seed: int = TrainSettings.seed
+    # each clip's caption with one label changed, to be scored below its own (cinepipe.clip_settings); weight 0: off
+    hard_negative_weight: float = TrainSettings.hard_negative_weight
+    hard_negatives: List[str] = list(TrainSettings.hard_negatives)
     compare_mean_pooling: bool = True
     synthetic_films: int = CameraClipSettings.synthetic_films  # synthetic reel films trained on too; 0: none
     synthetic_test_films: int = CameraClipSettings.synthetic_test_films  # other synthetic films evaluated; 0: none
@@ -46,7 +49,9 @@ class CameraClipConfig(Config):
             model=ClipModelSettings(arch=self.arch, pretrained=self.pretrained, frames=self.frames,
                                     pooling=self.pooling, motion_features=self.motion_features),
             training=TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                                   grad_accum=self.grad_accum, seed=self.seed),
+                                   grad_accum=self.grad_accum, seed=self.seed,
+                                   hard_negative_weight=self.hard_negative_weight,
+                                   hard_negatives=tuple(self.hard_negatives)),
             compare_mean_pooling=self.compare_mean_pooling, synthetic_films=self.synthetic_films,
             synthetic_test_films=self.synthetic_test_films)
 
@@ -55,7 +60,7 @@ def _settings_key(settings: CameraClipSettings) -> str:
     return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="2",
+@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="3",
        op_tags=TRAINING_STEP_TAGS,
        automation_condition=on_dataset_version_change())
 def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: CinepipeHome,

@@ -23,8 +23,9 @@ import torch
 from cinepipe.captions import caption
 from cinepipe.clip_data import FrameCache, label_key, unique_label_batches
 from cinepipe.clip_model import CameraClip
-from cinepipe.clip_settings import TrainSettings
+from cinepipe.clip_settings import HARD_NEGATIVE_KINDS, TrainSettings
 from cinepipe.media import atomic_path
+from cinepipe.taxonomy import TAXONOMY
 
 
 @dataclass
@@ -54,6 +55,62 @@ def batch_texts(rows: list[dict], epoch: int, variants: bool) -> list[str]:
     if not variants:
         return [r["caption"] for r in rows]
     return [caption(r["shot_id"], r["framing"], r["angle"], r["movement"], seed=epoch) for r in rows]
+
+
+def hard_negative_texts(rows: list[dict], epoch: int, kinds: tuple[str, ...], variants: bool) -> list[list[str]]:
+    """Per row, its caption (the template ``batch_texts`` picks) with one label changed, one caption per kind that
+    applies: ``direction``, the opposite movement (none for static or an unknown movement); ``framing`` and
+    ``angle``, another value of the category drawn by a hash of (epoch, shot) (none when the label is unknown)."""
+    unknown = set(kinds) - set(HARD_NEGATIVE_KINDS)
+    if unknown:
+        raise ValueError(f"hard negatives must be among {HARD_NEGATIVE_KINDS}, not {sorted(unknown)}")
+    out = []
+    for r in rows:
+        seed = epoch if variants else 0
+        labels = {"framing": r["framing"], "angle": r["angle"], "movement": r["movement"]}
+        texts = []
+        for kind in kinds:
+            changed = dict(labels)
+            if kind == "direction":
+                opposite = TAXONOMY.opposite(r["movement"]) if r["movement"] else None
+                if not opposite:
+                    continue
+                changed["movement"] = opposite
+            else:
+                if not r[kind]:
+                    continue
+                others = [v for v in TAXONOMY.values(kind) if v != r[kind]]
+                pick = random.Random(f"{epoch}:{r['shot_id']}:{kind}").randrange(len(others))
+                changed[kind] = others[pick]
+            texts.append(caption(r["shot_id"], changed["framing"], changed["angle"], changed["movement"],
+                                 seed=seed))
+        out.append(texts)
+    return out
+
+
+def hard_negative_loss(model: CameraClip, tokenizer, video: torch.Tensor, text: torch.Tensor, scale: torch.Tensor,
+                       negatives: list[list[str]]) -> torch.Tensor | None:
+    """Mean cross-entropy, over the clips that have hard negatives, of choosing the true caption (``text``, unit
+    vectors like ``video``) among [true, negatives ...]; None when no clip has any."""
+    has = [i for i, texts in enumerate(negatives) if texts]
+    if not has:
+        return None
+    flat = [t for i in has for t in negatives[i]]
+    width = max(len(negatives[i]) for i in has)
+    index = torch.full((len(has), width), -1, dtype=torch.long)
+    cursor = 0
+    for k, i in enumerate(has):
+        index[k, :len(negatives[i])] = torch.arange(cursor, cursor + len(negatives[i]))
+        cursor += len(negatives[i])
+    index = index.to(video.device)
+    chosen = torch.tensor(has, device=video.device)
+    neg = model.encode_text(tokenizer(flat).to(video.device))  # [N, D]
+    v = video[chosen]
+    wrong = scale * (v.unsqueeze(1) * neg[index.clamp(min=0)]).sum(-1)  # [H, width]
+    wrong = wrong.float().masked_fill(index < 0, float("-inf"))
+    right = scale * (v * text[chosen]).sum(-1, keepdim=True)
+    logits = torch.cat([right.float(), wrong], 1)
+    return torch.nn.functional.cross_entropy(logits, torch.zeros(len(has), dtype=torch.long, device=video.device))
 
 
 def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], settings: TrainSettings,
@@ -96,9 +153,15 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
             batch_rows = [rows[i] for i in batch]
             video = model.normalise_frames(torch.from_numpy(np.ascontiguousarray(cache.frames[positions[batch]])))
             tokens = tokenizer(batch_texts(batch_rows, epoch, settings.caption_variants)).to(device)
+            negatives = (hard_negative_texts(batch_rows, epoch, settings.hard_negatives, settings.caption_variants)
+                         if settings.hard_negative_weight > 0 else [])
             with autocast:
                 v, t, scale = model(video, tokens)
-                loss = loss_fn(v, t, scale) / settings.grad_accum
+                loss = loss_fn(v, t, scale)
+                hard = hard_negative_loss(model, tokenizer, v, t, scale, negatives) if negatives else None
+                if hard is not None:
+                    loss = loss + settings.hard_negative_weight * hard
+                loss = loss / settings.grad_accum
             (scaler.scale(loss) if scaler else loss).backward()
             if (b + 1) % settings.grad_accum == 0 or b + 1 == len(batches):
                 if scaler:

@@ -9,7 +9,7 @@ from cinepipe.clip_data import build_frame_cache, sample_positions, unique_label
 from cinepipe.clip_eval import retrieval_metrics
 from cinepipe.clip_model import FLOW_UNIT, build_model, load_checkpoint, optical_flow, save_checkpoint
 from cinepipe.clip_settings import ClipModelSettings, TrainSettings
-from cinepipe.clip_train import lr_factor, train
+from cinepipe.clip_train import hard_negative_loss, hard_negative_texts, lr_factor, train
 from media_fixtures import _ff
 
 
@@ -106,6 +106,38 @@ def test_retrieval_counts_label_equal_items_as_hits():
 def test_schedule_warms_up_then_decays():
     assert lr_factor(0, 100, 10) == pytest.approx(0.1) and lr_factor(9, 100, 10) == pytest.approx(1.0)
     assert lr_factor(55, 100, 10) == pytest.approx(0.5) and lr_factor(100, 100, 10) == pytest.approx(0.0)
+
+
+def test_hard_negatives_change_one_label_and_the_loss_prefers_the_true_caption():
+    from cinepipe.captions import caption
+
+    rows = [{"shot_id": "f:0", "framing": "close_up", "angle": "low_angle", "movement": "pan_left"},
+            {"shot_id": "f:1", "framing": "long_shot", "angle": None, "movement": "static"},
+            {"shot_id": "f:2", "framing": None, "angle": "eye_level", "movement": "dolly_in"}]
+    texts = hard_negative_texts(rows, epoch=3, kinds=("direction",), variants=True)
+    assert texts == [[caption("f:0", "close_up", "low_angle", "pan_right", seed=3)], [],
+                     [caption("f:2", None, "eye_level", "dolly_out", seed=3)]]
+    both = hard_negative_texts(rows, epoch=3, kinds=("direction", "framing", "angle"), variants=True)
+    assert [len(t) for t in both] == [3, 1, 2]  # no opposite of static, no other value of an unknown label
+    assert both == hard_negative_texts(rows, epoch=3, kinds=("direction", "framing", "angle"), variants=True)
+    assert "close up" not in both[0][1] and "pans left" in both[0][1]
+    with pytest.raises(ValueError, match="hard negatives"):
+        hard_negative_texts(rows, 0, ("colour",), True)
+
+    torch.manual_seed(0)
+    model, tok = build_model(ClipModelSettings(frames=4), "cpu")
+    video = torch.nn.functional.normalize(torch.randn(3, model.clip.text_projection.shape[1]), dim=-1)
+    true_text = model.encode_text(tok([caption(r["shot_id"], r["framing"], r["angle"], r["movement"], seed=3)
+                                       for r in rows]))
+    with torch.no_grad():
+        neg = model.encode_text(tok([texts[0][0], texts[2][0]]))
+    scale = torch.tensor(10.0)
+    loss = hard_negative_loss(model, tok, video, true_text, scale, texts)
+    expected = np.mean([np.log1p(np.exp(float(scale * (video[i] @ (n - true_text[i].detach()))))) for i, n in
+                        ((0, neg[0]), (2, neg[1]))])
+    assert float(loss) == pytest.approx(expected, rel=1e-4)
+    loss.backward()  # gradients reach the text tower through the true and the changed captions
+    assert hard_negative_loss(model, tok, video, true_text, scale, [[], [], []]) is None
 
 
 def test_frame_cache_and_training_resume(tmp_path):
