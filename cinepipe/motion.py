@@ -20,6 +20,10 @@ has dr/dt = 0 (and one at a steady focal-length speed dr/dt = -r^2). The measure
 shot's windows is about 1 for a dolly and at most 0 for a zoom; it decides when its standard error is small
 (``MotionSettings.dolly_kappa``, ``kappa_max_error``), and the parallax decides otherwise.
 
+Magnification or sideways move: by the flow's shape where it is clear (every point moving away from the centre or
+towards it, against every point moving the same way; ``MotionSettings.shape_margin``), else by the larger of the two
+components. A truck past things at many depths has a divergence of its own, often as large as its sideways flow.
+
 Signs (the camera's, as DESIGN.md): ``pan`` > 0 when the camera turns right (the scene moves left in the frame),
 ``tilt`` > 0 when it tilts up (the scene moves down), ``zoom`` > 0 when the image magnifies (zoom in or dolly in),
 ``roll`` > 0 clockwise. ``pan`` and ``tilt`` are image shifts per second as a fraction of the frame width, ``zoom``
@@ -292,9 +296,9 @@ def _label(pan: float, tilt: float, zoom: float, parallax: float, settings: Moti
             and min(zoom_strength, shift_strength) >= max(zoom_strength, shift_strength) / settings.tie_ratio):
         zoom_wins = radial_parallax >= along_parallax
     if zoom_wins:
-        by_course = kappa is not None and kappa[1] < settings.kappa_max_error
-        if by_course:
-            assert kappa is not None
+        by_course = False
+        if kappa is not None and kappa[1] < settings.kappa_max_error:
+            by_course = True
             dolly = kappa[0] > settings.dolly_kappa
             course_sure = 0.5 + 0.5 * min(1.0, abs(kappa[0] - settings.dolly_kappa) / max(kappa[1], 0.05) / 4.0)
             sure = max(sure, course_sure) if dolly == translates else course_sure
