@@ -3,9 +3,11 @@
 AdamW with linear warm-up and cosine decay; on a GPU, mixed precision (bf16 where supported, else fp16 with a
 gradient scaler) and gradient accumulation (``grad_accum`` batches per optimiser step; on the CPU too). Captions:
 each epoch draws a fresh caption template per clip (``caption_variants``), so the text tower learns the labels,
-not one sentence per clip. A checkpoint (model, optimiser, schedule, epoch, history and the caller's ``extra``,
-e.g. the MLflow run id) is written atomically after every epoch; ``train`` resumes from it when it exists, so a
-killed training continues where the last epoch ended.
+not one sentence per clip. Hard negatives (``TrainSettings.hard_negatives``; by default each movement clip's
+caption with the opposite direction) add a cross-entropy of choosing the true caption among them. A checkpoint
+(model, optimiser, schedule, epoch, history and the caller's ``extra``, e.g. the MLflow run id) is written
+atomically after every epoch; ``train`` resumes from it when it exists, so a killed training continues where the
+last epoch ended.
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ def hard_negative_texts(rows: list[dict], epoch: int, kinds: tuple[str, ...], va
     unknown = set(kinds) - set(HARD_NEGATIVE_KINDS)
     if unknown:
         raise ValueError(f"hard negatives must be among {HARD_NEGATIVE_KINDS}, not {sorted(unknown)}")
+    seed = epoch if variants else 0
     out = []
     for r in rows:
-        seed = epoch if variants else 0
         labels = {"framing": r["framing"], "angle": r["angle"], "movement": r["movement"]}
         texts = []
         for kind in kinds:
