@@ -57,7 +57,9 @@ class TrainSettings:
     # a clip and its mirror image, so InfoNCE alone hardly asks which way the camera moved: with "direction", 4
     # epochs, the held-out synthetic clips' direction test went 0.67 -> 0.75, at 6 epochs 0.71 -> 0.88, at 8
     # (seed 1) 0.55 -> 0.82 (the reel's test split: 0.50 -> 0.88).
-    # Adding "framing" did not hold up over seeds (direction 0.62-1.0), and all three at 4 epochs was worse.
+    # Adding "framing" did not hold up over seeds (direction 0.62-1.0), all three at 4 epochs was worse, and the
+    # other mechanism of the same image motion (zoom_in <-> dolly_in, pan_left <-> truck_left) lowered R@5 on two
+    # seeds (0.76 -> 0.66, 0.81 -> 0.49), so it was not kept.
     hard_negative_weight: float = 1.0
     hard_negatives: tuple[str, ...] = ("direction",)
 
