@@ -150,20 +150,27 @@ class CameraClip(nn.Module):
         x = frames_uint8.to(self.mean.device, non_blocking=True).permute(0, 1, 4, 2, 3).float().div_(255.0)
         return (x - self.mean) / self.std
 
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+    def motion_flow(self, video: torch.Tensor) -> torch.Tensor | None:
+        """The optical flow the motion CNN sees for normalised frames ``video`` (None when it sees none). It
+        depends on the frames only, so a training loop computes it once per clip and passes it back in."""
+        if self.motion is None or not self.motion.flow:
+            return None
+        return optical_flow((video * self.std + self.mean).mean(2))
+
+    def encode_video(self, video: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
+        """Unit embeddings of normalised frames; ``flow``: their ``motion_flow``, when already computed."""
         b, t = video.shape[:2]
         per_frame = self.clip.encode_image(video.flatten(0, 1)).view(b, t, -1)
         pooled = self.temporal(per_frame) if self.temporal is not None else per_frame.mean(1)
         if self.motion is not None:
-            flow = optical_flow((video * self.std + self.mean).mean(2)) if self.motion.flow else None
-            pooled = pooled + self.motion(video, flow)
+            pooled = pooled + self.motion(video, flow if flow is not None else self.motion_flow(video))
         return F.normalize(pooled, dim=-1)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.clip.encode_text(tokens), dim=-1)
 
-    def forward(self, video: torch.Tensor, tokens: torch.Tensor):
-        return self.encode_video(video), self.encode_text(tokens), self.logit_scale.exp()
+    def forward(self, video: torch.Tensor, tokens: torch.Tensor, flow: torch.Tensor | None = None):
+        return self.encode_video(video, flow), self.encode_text(tokens), self.logit_scale.exp()
 
 
 def build_model(settings: ClipModelSettings = ClipModelSettings(), device: torch.device | str | None = None

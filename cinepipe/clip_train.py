@@ -142,6 +142,7 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
         optimiser.load_state_dict(saved["optimiser"])
         scheduler.load_state_dict(saved["scheduler"])
         state = TrainState(saved["epoch"], saved["step"], saved["history"], {**saved.get("extra", {})})
+    flows = clip_flows(model, cache, positions)  # computed once, not once an epoch
     autocast, dtype = _autocast(device, settings.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     loss_fn = ClipLoss()
@@ -157,8 +158,9 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
             tokens = tokenizer(batch_texts(batch_rows, epoch, settings.caption_variants)).to(device)
             negatives = (hard_negative_texts(batch_rows, epoch, settings.hard_negatives, settings.caption_variants)
                          if settings.hard_negative_weight > 0 else [])
+            flow = torch.from_numpy(flows[batch]).to(device) if flows is not None else None
             with autocast:
-                v, t, scale = model(video, tokens)
+                v, t, scale = model(video, tokens, flow)
                 loss = loss_fn(v, t, scale)
                 hard = hard_negative_loss(model, tokenizer, v, t, scale, negatives) if negatives else None
                 if hard is not None:
@@ -197,6 +199,20 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
                             "settings": asdict(settings)}, tmp)
     model.eval()
     return state
+
+
+@torch.no_grad()
+def clip_flows(model: CameraClip, cache: FrameCache, positions: np.ndarray, batch_size: int = 64
+               ) -> np.ndarray | None:
+    """The motion CNN's optical flow of every clip at ``positions`` of the cache (float32, CPU), in that order;
+    None when the model sees no flow."""
+    if model.motion is None or not model.motion.flow:
+        return None
+    out = []
+    for i in range(0, len(positions), batch_size):
+        frames = torch.from_numpy(np.ascontiguousarray(cache.frames[positions[i:i + batch_size]]))
+        out.append(model.motion_flow(model.normalise_frames(frames)).cpu().numpy())
+    return np.concatenate(out)
 
 
 @torch.no_grad()
