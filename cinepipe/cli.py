@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the built-in reel")
     p.add_argument("--films", type=int, help="number of reel films (default 6)")
     p.add_argument("--shots-per-film", type=int, help="shots per reel film (default 8)")
-    p.add_argument("--clip-epochs", type=int, help="CameraCLIP training epochs (default: the asset's, 8)")
+    p.add_argument("--clip-epochs", type=int, help="CameraCLIP training epochs (default: the asset's, 16)")
     p.add_argument("--synthetic-films", type=int,
                    help="synthetic reel films (8 clips each) CameraCLIP also trains on (default: the asset's, 40)")
     p.add_argument("--base-steps", type=int, help="CameraDiff base model training steps (default: the asset's)")
