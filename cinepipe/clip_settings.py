@@ -41,8 +41,9 @@ class TrainSettings:
     # 16 passes over the default's 352 clips (32 of the reel, 320 synthetic); training on the dataset alone
     # (synthetic_films = 0) wants more. Measured with the direction hard negatives, on 80 held-out synthetic clips
     # (three seeds each): 4 epochs R@5 0.48, direction 0.75; 8 epochs R@1 0.15-0.26, R@5 0.63-0.81, direction
-    # 0.82-0.97; 16 epochs R@1 0.36-0.41, R@5 0.90-0.93, direction 0.99-1.0, at 2x the time of 8. Batches of 16
-    # instead (twice the steps at 8 epochs) gave R@5 0.70-0.85: fewer passes, not smaller batches, were short
+    # 0.82-0.97; 16 epochs R@1 0.35-0.43, R@5 0.89-0.93, direction 0.97-1.0 (two datasets), at 2x the time of 8.
+    # Batches of 16 instead (twice the steps at 8 epochs) gave R@5 0.70-0.85: fewer passes, not smaller batches,
+    # were short
     epochs: int = 16
     batch_size: int = 32
     lr: float = 1e-3
