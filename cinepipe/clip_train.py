@@ -142,7 +142,8 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
         optimiser.load_state_dict(saved["optimiser"])
         scheduler.load_state_dict(saved["scheduler"])
         state = TrainState(saved["epoch"], saved["step"], saved["history"], {**saved.get("extra", {})})
-    flows = clip_flows(model, cache, positions)  # computed once, not once an epoch
+    # computed once, not once an epoch; not at all when a finished training is resumed
+    flows = clip_flows(model, cache, positions) if state.epoch < settings.epochs else None
     autocast, dtype = _autocast(device, settings.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     loss_fn = ClipLoss()
