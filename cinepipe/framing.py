@@ -13,19 +13,19 @@ full_shot           ~0.09 - 0.11                    0.62 - 0.85, whole body in f
 long_shot           <= ~0.04                        <= 0.28
 ==================  ==============================  =====================================
 
-The frames are searched, cheapest detector first, and the search stops as soon as enough frames agree:
+The frames are searched, most reliable detector first, and the search stops as soon as enough frames agree:
 
-1. a frontal face (OpenCV's Haar cascade ``frontalface_alt2``), upright, on the frames middle-out (middle, first,
-   last, ...): large faces at a quarter of the analysis size, smaller ones at half size. A face must be plausibly
-   skin-coloured (YCrCb box test on its centre). The cascade's box covers brows to mouth, about ``face_to_head``
-   (0.76) of the head height, so head height = box height / 0.76. Stops after ``min_frames`` (2) agreeing faces,
-   or after three frames without any;
-2. on at most ``fallback_frames`` frames without a face: the upright face again at the full analysis size (on
-   ``full_face_frames`` frames; the half-size search misses some faces just above its smallest size), else a
-   level pair of large eyes (``haarcascade_eye``; an extreme close-up's face overflows the frame, the eye
-   distance is about ``eyes_to_head`` of the head height), else a head-and-shoulders box
-   (``haarcascade_upperbody``, about ``upper_to_head`` head heights tall), else (on ``rotated_frames`` frames) a
-   face rotated by +-``rotations`` degrees (a dutch angle tilts it beyond what the cascade takes);
+1. faces: MTCNN (facenet-pytorch's P-, R- and O-Net cascade; its weights ship inside the PyPI wheel, nothing is
+   downloaded), faces of probability at least ``face_min_prob``, on the frames middle-out (middle, first, last,
+   ...). First the ``face_batch`` first frames at ``face_first_scale`` (half size: faces from 24 px of the 270 px
+   analysis height, a quarter of the cost; decides most close-ups and medium shots), then, if they do not agree,
+   the same frames at the analysis size (faces from ``min_face_px``), the others only if that batch found a face.
+   MTCNN's box runs from the brows to the chin, about ``face_to_head`` (0.78) of the head height, so head height =
+   box height / 0.78. It finds faces seen from below or above, tilted, and of every skin tone, where OpenCV's Haar
+   cascades (the detector before labeller v5) missed many: on six reels framing went from 0.837 to 0.931;
+2. on at most ``fallback_frames`` frames without a face: a level pair of large eyes (``haarcascade_eye``; an
+   extreme close-up's face overflows the frame, the eye distance is about ``eyes_to_head`` of the head height),
+   else a head-and-shoulders box (``haarcascade_upperbody``, about ``upper_to_head`` head heights tall);
 3. a standing person (OpenCV's HOG people detector) on those frames at the analysis size; its box is the body
    height times ``hog_pad`` (1.08). A box cut by the frame's top or bottom edge is not a whole body;
 4. a whole figure below the HOG window: the people detector on the middle frame upscaled ``upscale`` times (a
@@ -55,7 +55,7 @@ import numpy as np
 from cinepipe.label_types import Label, bgr_at_height
 from cinepipe.taxonomy import TAXONOMY
 
-VERSION = 4
+VERSION = 5
 LABELLER = f"auto:framing@{VERSION}"
 FRAMINGS = TAXONOMY.families["framing"]
 
@@ -63,12 +63,10 @@ FRAMINGS = TAXONOMY.families["framing"]
 @dataclass(frozen=True)
 class FramingSettings:
     analysis_height: int = 270  # frames are scaled to this height first (proxy size)
-    face_scale: float = 0.5  # faces are searched at this fraction of the analysis size
-    min_face_px: int = 16  # smallest face box searched, pixels at the reduced size
-    quarter_min_face_px: int = 22  # faces from twice this size are searched at half the reduced size (cheaper)
-    rotations: tuple[float, ...] = (20.0, -20.0)  # tried when the upright frame has no face
-    face_step: float = 1.1  # cascade pyramid step
-    face_to_head: float = 0.76  # face box height / head height
+    min_face_px: int = 12  # smallest face searched, pixels at the analysis size (MTCNN's P-Net window)
+    face_min_prob: float = 0.9  # MTCNN face probability kept
+    face_thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)  # MTCNN's P-, R- and O-Net stage thresholds
+    face_to_head: float = 0.78  # MTCNN face box height / head height (box: brows to chin)
     upper_to_head: float = 2.9  # head-and-shoulders box height / head height
     eyes_to_head: float = 0.29  # distance between the eye centres / head height
     min_eye: float = 0.12  # smallest eye box searched / frame height (an extreme close-up's eyes are large)
@@ -81,17 +79,16 @@ class FramingSettings:
     head_bounds: tuple[float, float, float, float] = (0.68, 0.31, 0.155, 0.05)
     body_full_min: float = 0.42  # whole body at least this tall: full shot, else long shot
     min_frames: int = 2  # frames whose sizes must agree for a confident label
-    face_frames: int = 5  # most frames searched for upright faces (fewer when the first ones agree)
-    fallback_frames: int = 3  # frames searched by the dearer detectors (eyes, rotated faces, people)
+    face_batch: int = 2  # frames searched for faces in one batch first (middle, first)
+    face_first_scale: float = 0.5  # those frames are searched at this scale first (faces from 2x the smallest)
+    face_frames: int = 5  # most frames searched for faces (the rest only when the first batch finds some)
+    fallback_frames: int = 3  # frames searched by the dearer detectors (eyes, head and shoulders, people)
     upper_frames: int = 3  # frames searched for a head and shoulders
-    rotated_frames: int = 2  # frames searched for rotated faces
-    full_face_frames: int = 2  # frames searched again for faces at the analysis size (when half size found none)
     upscaled_frames: int = 2  # frames searched for small people in the frame upscaled by ``upscale``
     upscale: float = 2.0
     hog_scale: float = 1.1  # HOG pyramid step
     fallback_step: float = 1.1  # pyramid step of the eye, head-and-shoulders and full-body cascades
     size_spread: float = 1.5
-    skin_min: float = 0.25  # share of skin-coloured pixels in the face box centre
     level_min_roll: float = 8.0  # a camera roll (given by the angle labeller) from this many degrees is levelled
 
 
@@ -116,33 +113,34 @@ def _rotate(img: np.ndarray, degrees: float) -> np.ndarray:
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _skin_share(bgr: np.ndarray, box: tuple[int, int, int, int]) -> float:
-    """Share of skin-coloured pixels (a broad YCrCb rule that holds across skin tones) in the box's centre."""
-    x, y, w, h = box
-    patch = bgr[y + h // 4: y + 3 * h // 4, x + w // 4: x + 3 * w // 4]
-    if patch.size == 0:
-        return 0.0
-    ycc = cv2.cvtColor(patch, cv2.COLOR_BGR2YCrCb)
-    cr, cb = ycc[..., 1].astype(int), ycc[..., 2].astype(int)
-    return float(((cr >= 133) & (cr <= 180) & (cb >= 70) & (cb <= 130)).mean())
+@lru_cache(maxsize=4)
+def _mtcnn(min_face_px: int, thresholds: tuple[float, float, float]):
+    """facenet-pytorch's MTCNN face detector (P-, R- and O-Net cascade of small CNNs) on the CPU; its weights ship
+    inside the ``facenet-pytorch`` wheel, so nothing is downloaded. Imported here: torch is heavy to import."""
+    from facenet_pytorch import MTCNN
+
+    return MTCNN(keep_all=True, min_face_size=min_face_px, thresholds=list(thresholds), device="cpu")
 
 
-def _faces(grey: np.ndarray, bgr: np.ndarray, settings: FramingSettings,
-           angles: tuple[float, ...], max_px: int = 0, min_px: int = 0) -> tuple[float, float] | None:
-    """(face box height / frame height, rotation tried) of the largest plausible face, or None."""
-    cascade = _cascade("haarcascade_frontalface_alt2.xml")
-    h = grey.shape[0]
-    for angle in angles:
-        g = grey if angle == 0 else _rotate(grey, angle)
-        c = bgr if angle == 0 else _rotate(bgr, angle)
-        boxes = cascade.detectMultiScale(g, scaleFactor=settings.face_step, minNeighbors=3,
-                                         minSize=(min_px or settings.min_face_px,) * 2,
-                                         maxSize=(max_px, max_px) if max_px else None)
-        good = [b for b in boxes if _skin_share(c, tuple(int(v) for v in b)) >= settings.skin_min]
-        if good:
-            best = max(good, key=lambda b: b[3])
-            return float(best[3]) / h, angle
-    return None
+def _face_heights(bgrs: list[np.ndarray], settings: FramingSettings) -> list[float | None]:
+    """Per frame, the height of the largest face box (MTCNN, probability at least ``face_min_prob``) / frame
+    height, or None. The frames (all one size) are searched in one batch."""
+    if not bgrs:
+        return []
+    if len({f.shape for f in bgrs}) > 1:  # a batch holds frames of one size
+        return [_face_heights([f], settings)[0] for f in bgrs]
+    if min(bgrs[0].shape[:2]) < settings.min_face_px:
+        return [None] * len(bgrs)
+    detector = _mtcnn(settings.min_face_px, tuple(settings.face_thresholds))
+    rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgrs])
+    boxes, probs = detector.detect(rgb)  # runs under torch.no_grad
+    out: list[float | None] = []
+    for frame_boxes, frame_probs in zip(boxes, probs):
+        heights = [] if frame_boxes is None else [
+            float(box[3] - box[1]) for box, prob in zip(frame_boxes, frame_probs)
+            if prob is not None and float(prob) >= settings.face_min_prob]
+        out.append(max(heights) / bgrs[0].shape[0] if heights else None)
+    return out
 
 
 def _eyes(grey: np.ndarray, settings: FramingSettings) -> float | None:
@@ -218,17 +216,6 @@ def framing_from_head(head: float, settings: FramingSettings = None) -> tuple[st
     return value, float(min(1.0, margin))
 
 
-def _face_head(small: tuple[np.ndarray, ...], settings: FramingSettings,
-               angles: tuple[float, ...]) -> tuple[float, float] | None:
-    """(head height / frame height, rotation) from the largest face: large faces are searched at a quarter of the
-    analysis size (cheap), smaller ones at half size below the size the quarter search covers."""
-    _, half_grey, half_bgr, quarter_grey, quarter_bgr = small[:5]
-    found = _faces(quarter_grey, quarter_bgr, settings, angles, min_px=settings.quarter_min_face_px)
-    if found is None:
-        found = _faces(half_grey, half_bgr, settings, angles, max_px=2 * settings.quarter_min_face_px + 4)
-    return None if found is None else (found[0] / settings.face_to_head, found[1])
-
-
 def _search_order(n: int) -> list[int]:
     """Frame indices from the middle outwards, alternating sides: spread-out frames first."""
     if n <= 2:
@@ -246,10 +233,11 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     ``level_min_roll`` are turned level first, so the detectors, which look for upright faces and people, find the
     subject (most subjects of a dutch-angle shot were missed before).
 
-    Cost control: the upright face search runs on at most ``face_frames`` frames (middle, first, last, then the
-    others only while undecided) and stops as soon as ``need`` of them agree; the dearer searches (eyes, rotated
-    faces, people) run on ``fallback_frames`` frames only, and the deepest (an upscaled people search) on one, a
-    second only to confirm what the first found.
+    Cost control: faces are searched on ``face_batch`` frames first (middle, then first), in one batch, at half
+    size, then at full size; the other frames (up to ``face_frames``) only when that found faces that do not yet
+    agree. The dearer searches
+    (eyes, head and shoulders, people) run on ``fallback_frames`` frames only, and the deepest (an upscaled people
+    search) on one, a second only to confirm what the first found.
     """
     frames = [f for f in frames if f is not None and getattr(f, "size", 0)]
     if not frames:
@@ -264,18 +252,12 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     prepared: dict[int, tuple] = {}
 
     def prep(i: int) -> tuple:
-        """Frame i once at every size the detectors use: (bgr, half grey, half bgr, quarter grey, quarter bgr,
-        grey), the first and last at the analysis size."""
+        """Frame i at the analysis size (bgr), its grey and its grey at half size."""
         if i not in prepared:
             bgr = bgr_at_height(frames[i], settings.analysis_height)
             grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-            size = (max(1, round(grey.shape[1] * settings.face_scale)),
-                    max(1, round(grey.shape[0] * settings.face_scale)))
-            half_grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
-            half_bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
-            quarter = (max(1, size[0] // 2), max(1, size[1] // 2))
-            prepared[i] = (bgr, half_grey, half_bgr, cv2.resize(half_grey, quarter, interpolation=cv2.INTER_AREA),
-                           cv2.resize(half_bgr, quarter, interpolation=cv2.INTER_AREA), grey)
+            half = (max(1, round(grey.shape[1] / 2)), max(1, round(grey.shape[0] / 2)))
+            prepared[i] = (bgr, grey, cv2.resize(grey, half, interpolation=cv2.INTER_AREA))
         return prepared[i]
 
     heads: dict[int, float] = {}
@@ -295,47 +277,40 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         support = min(1.0, len(agree) / need) * (len(agree) / max(1, len(values)))
         return Label(value, round(support * (0.5 + 0.5 * margin), 3), details, LABELLER)
 
-    for k, i in enumerate(order[:settings.face_frames]):
-        # enough misses already that the remaining frames cannot make a majority: stop searching upright faces
-        if k >= 3 and len(heads) == 0:
+    # faces: large ones first on a few frames at ``face_first_scale`` (a quarter of the cost at half size), then
+    # faces of any size at the analysis size: on ``face_batch`` frames, the others only if that batch found one
+    first = order[:settings.face_batch]
+    if settings.face_first_scale < 1.0:
+        small = [cv2.resize(prep(i)[0], None, fx=settings.face_first_scale, fy=settings.face_first_scale,
+                            interpolation=cv2.INTER_AREA) for i in first]
+        for i, height in zip(first, _face_heights(small, settings)):
+            if height is not None:
+                heads[i], source[i] = height / settings.face_to_head, "face"
+        label = decided(need)
+        if label:
+            details["face_scale"] = settings.face_first_scale
+            return label
+        heads.clear()
+        source.clear()
+    for batch in (first, order[settings.face_batch:settings.face_frames]):
+        if not batch or (searched and not heads):  # the first batch found no face at all: the others are dearer
             break
-        searched.append(i)
-        found = _face_head(prep(i), settings, (0.0,))
-        if found:
-            heads[i], source[i] = found[0], "face"
+        searched += batch
+        for i, height in zip(batch, _face_heights([prep(i)[0] for i in batch], settings)):
+            if height is not None:
+                heads[i], source[i] = height / settings.face_to_head, "face"
         label = decided(need)
         if label:
             return label
-    # eyes (an extreme close-up's face overflows the frame) and rotated faces (dutch angles), on few frames
+    # eyes (an extreme close-up's face overflows the frame), then a head and shoulders, on few frames
     for k, i in enumerate([i for i in order if i not in heads][:settings.fallback_frames]):
-        if k < settings.full_face_frames:
-            # the half-size search misses some faces a little above its smallest size (soft or stylised
-            # features): look again at the analysis size, for faces up to the size the quarter search covers
-            bgr, grey = prep(i)[0], prep(i)[5]
-            top = int(1.25 * settings.quarter_min_face_px / settings.face_scale ** 2)
-            found = _faces(grey, bgr, settings, (0.0,), max_px=top,
-                           min_px=int(settings.min_face_px / settings.face_scale))
-            if found:
-                heads[i], source[i] = found[0] / settings.face_to_head, "face_full_size"
-                label = decided(need)
-                if label:
-                    return label
-                continue
-        small_grey = prep(i)[1]
-        eye = _eyes(small_grey, settings)
+        eye = _eyes(prep(i)[2], settings)
         if eye is not None:
             heads[i], source[i] = eye / settings.eyes_to_head, "eyes"
-            label = decided(need)
-            if label:
-                return label
-            continue
-        upper = _upper_body(prep(i)[1], settings) if k < settings.upper_frames else None
-        if upper is not None:
-            heads[i], source[i] = upper / settings.upper_to_head, "upper_body"
-        elif k < settings.rotated_frames:
-            found = _face_head(prep(i), settings, settings.rotations)
-            if found:
-                heads[i], source[i] = found[0], f"face_rotated_{found[1]:+.0f}"
+        elif k < settings.upper_frames:
+            upper = _upper_body(prep(i)[2], settings)
+            if upper is not None:
+                heads[i], source[i] = upper / settings.upper_to_head, "upper_body"
         label = decided(need)
         if label:
             return label
@@ -386,7 +361,7 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     for k, i in enumerate(order[:settings.fullbody_frames]):
         if k >= 2 and not figures:  # nothing in the first two frames
             break
-        found = _whole_figure(prep(i)[5], settings)
+        found = _whole_figure(prep(i)[1], settings)
         if found is not None:
             figures.append(found / settings.fullbody_pad)
             if len(figures) >= 2:

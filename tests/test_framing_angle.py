@@ -40,7 +40,7 @@ def test_featureless_frames_give_no_confident_label(labeller):
 
 def test_single_grey_frame_and_sources():
     frame = np.random.default_rng(0).integers(0, 255, (180, 320), np.uint8)  # grey, noise
-    assert label_framing([frame]).source == FRAMING_LABELLER == "auto:framing@4"
+    assert label_framing([frame]).source == FRAMING_LABELLER == "auto:framing@5"
     assert label_angle([frame]).source == ANGLE_LABELLER == "auto:angle@4"
 
 
@@ -121,7 +121,7 @@ def _reel_accuracy(samples) -> dict[str, float]:
 
 def test_reel_accuracy(label_reel_samples):
     """Regression floors at the proxy size (see benchmarks/eval_labellers.py for the full measurement; measured
-    0.92 framing and 0.92 angle on this reel with 5 frames a shot)."""
+    0.875 framing (0.92 with the Haar cascades of labeller v4) and 0.92 angle on this reel with 5 frames a shot)."""
     measured = _reel_accuracy(label_reel_samples)
     assert measured["framing"] >= FLOORS["framing"]
     assert measured["angle"] >= FLOORS["angle"]
@@ -150,5 +150,5 @@ def test_small_reel_accuracy(small_reel):
     assert measured["angle"] >= SMALL_FLOORS["angle"]
 
 
-FLOORS = {"framing": 0.8, "angle": 0.8}  # measured 0.92, 0.92
-SMALL_FLOORS = {"framing": 0.6, "angle": 0.7}  # measured 0.71, 0.79
+FLOORS = {"framing": 0.8, "angle": 0.8}  # measured 0.875, 0.92
+SMALL_FLOORS = {"framing": 0.6, "angle": 0.7}  # measured 0.79, 0.75
