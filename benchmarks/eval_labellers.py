@@ -4,8 +4,8 @@ Usage: ``python benchmarks/eval_labellers.py REEL_DIR [REEL_DIR ...] [--frames 5
 
 Each shot is sampled like the pipeline does (frames scaled to 480 px wide, ``--frames`` frames spread over the
 shot, 0.6 s trimmed next to fades; see :func:`cinepipe.label_eval.reel_shot_frames`) and labelled as the pipeline
-labels it: the angle first, then the framing of frames levelled by a dutch angle's measured roll (see
-:func:`cinepipe.labelling.still_labels`). ``None`` counts as wrong.
+labels it: the angle first, then the framing of frames levelled by a dutch angle's measured roll, then the angle
+revised by the face's view (see :func:`cinepipe.labelling.still_labels`). ``None`` counts as wrong.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cinepipe.angle import label_angle
+from cinepipe.angle import label_angle, with_face_view
 from cinepipe.framing import label_framing
 from cinepipe.label_eval import accuracy, confusion, reel_shot_frames
 from cinepipe.labelling import levelling_roll
@@ -44,8 +44,9 @@ def main() -> None:
                 angle = label_angle(shot_frames)
                 seconds["angle"] += time.perf_counter() - start
                 start = time.perf_counter()
-                labels = {"framing": label_framing(shot_frames, roll_deg=levelling_roll(angle)), "angle": angle}
+                framing = label_framing(shot_frames, roll_deg=levelling_roll(angle))
                 seconds["framing"] += time.perf_counter() - start
+                labels = {"framing": framing, "angle": with_face_view(angle, framing.details.get("nose_ratio"))}
                 for family, label in labels.items():
                     truth[family].append(shot[family])
                     predicted[family].append(label.value)

@@ -40,7 +40,8 @@ the classes); the confidence falls as the measure nears a boundary, and with the
 nothing is found the label is ``None`` (unknown); no framing is guessed from the absence of a subject.
 
 Frames are BGR uint8 arrays of any size (the pipeline hands proxy frames, long side 480 px). ``details`` holds the
-measured ``head_frac`` or ``body_frac``, the detector that decided, and per-frame counts.
+measured ``head_frac`` or ``body_frac``, the detector that decided, per-frame counts and, when faces decided, the
+median ``nose_ratio`` of their landmarks (:func:`nose_ratio`; the angle labeller reads a high angle from it).
 """
 
 from __future__ import annotations
@@ -122,24 +123,39 @@ def _mtcnn(min_face_px: int, thresholds: tuple[float, float, float]):
     return MTCNN(keep_all=True, min_face_size=min_face_px, thresholds=list(thresholds), device="cpu")
 
 
-def _face_heights(bgrs: list[np.ndarray], settings: FramingSettings) -> list[float | None]:
-    """Per frame, the height of the largest face box (MTCNN, probability at least ``face_min_prob``) / frame
-    height, or None. The frames (all one size) are searched in one batch."""
+def nose_ratio(landmarks: np.ndarray) -> float | None:
+    """Where the nose tip lies between the eyes and the mouth, vertically: (nose - eyes) / (mouth - eyes), from
+    MTCNN's five landmarks (eyes, nose, mouth corners) of an upright face. About 0.5 for a face seen level; the
+    nose, nearer the camera than the eyes and mouth, drops towards the mouth when the camera looks down on the face
+    (a high angle) and rises towards the eyes when it looks up. None when the points are not in that order."""
+    left_eye, right_eye, nose, mouth_left, mouth_right = np.asarray(landmarks, dtype=float)
+    eyes_y = (left_eye[1] + right_eye[1]) / 2
+    span = (mouth_left[1] + mouth_right[1]) / 2 - eyes_y
+    return float((nose[1] - eyes_y) / span) if span > 0 else None
+
+
+def _faces(bgrs: list[np.ndarray], settings: FramingSettings) -> list[tuple[float, float | None] | None]:
+    """Per frame, for the largest face (MTCNN, probability at least ``face_min_prob``): (box height / frame
+    height, :func:`nose_ratio`), or None. The frames (all one size) are searched in one batch."""
     if not bgrs:
         return []
     if len({f.shape for f in bgrs}) > 1:  # a batch holds frames of one size
-        return [_face_heights([f], settings)[0] for f in bgrs]
+        return [_faces([f], settings)[0] for f in bgrs]
     if min(bgrs[0].shape[:2]) < settings.min_face_px:
         return [None] * len(bgrs)
     detector = _mtcnn(settings.min_face_px, tuple(settings.face_thresholds))
     rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgrs])
-    boxes, probs = detector.detect(rgb)  # runs under torch.no_grad
-    out: list[float | None] = []
-    for frame_boxes, frame_probs in zip(boxes, probs):
-        heights = [] if frame_boxes is None else [
-            float(box[3] - box[1]) for box, prob in zip(frame_boxes, frame_probs)
+    boxes, probs, points = detector.detect(rgb, landmarks=True)  # runs under torch.no_grad
+    out: list[tuple[float, float | None] | None] = []
+    for frame_boxes, frame_probs, frame_points in zip(boxes, probs, points):
+        found = [] if frame_boxes is None else [
+            (float(box[3] - box[1]), marks) for box, prob, marks in zip(frame_boxes, frame_probs, frame_points)
             if prob is not None and float(prob) >= settings.face_min_prob]
-        out.append(max(heights) / bgrs[0].shape[0] if heights else None)
+        if found:
+            height, marks = max(found, key=lambda f: f[0])
+            out.append((height / bgrs[0].shape[0], nose_ratio(marks)))
+        else:
+            out.append(None)
     return out
 
 
@@ -262,6 +278,7 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
 
     heads: dict[int, float] = {}
     source: dict[int, str] = {}
+    noses: dict[int, float | None] = {}  # per face frame, where its nose lies (the angle labeller's face view)
     searched: list[int] = []
 
     def decided(minimum: int) -> Label | None:
@@ -274,6 +291,9 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         used = list(source.values())
         details.update(head_frac=round(head, 4), detector=max(set(used), key=used.count),
                        detections={s: used.count(s) for s in set(used)}, searched=len(searched))
+        ratios = [noses[i] for i in noses if noses[i] is not None and heads[i] in agree]
+        if len(ratios) >= need:
+            details["nose_ratio"] = round(float(np.median(ratios)), 3)
         support = min(1.0, len(agree) / need) * (len(agree) / max(1, len(values)))
         return Label(value, round(support * (0.5 + 0.5 * margin), 3), details, LABELLER)
 
@@ -283,22 +303,23 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
     if settings.face_first_scale < 1.0:
         small = [cv2.resize(prep(i)[0], None, fx=settings.face_first_scale, fy=settings.face_first_scale,
                             interpolation=cv2.INTER_AREA) for i in first]
-        for i, height in zip(first, _face_heights(small, settings)):
-            if height is not None:
-                heads[i], source[i] = height / settings.face_to_head, "face"
+        for i, face in zip(first, _faces(small, settings)):
+            if face is not None:
+                heads[i], source[i], noses[i] = face[0] / settings.face_to_head, "face", face[1]
         label = decided(need)
         if label:
             details["face_scale"] = settings.face_first_scale
             return label
         heads.clear()
         source.clear()
+        noses.clear()
     for batch in (first, order[settings.face_batch:settings.face_frames]):
         if not batch or (searched and not heads):  # the first batch found no face at all: the others are dearer
             break
         searched += batch
-        for i, height in zip(batch, _face_heights([prep(i)[0] for i in batch], settings)):
-            if height is not None:
-                heads[i], source[i] = height / settings.face_to_head, "face"
+        for i, face in zip(batch, _faces([prep(i)[0] for i in batch], settings)):
+            if face is not None:
+                heads[i], source[i], noses[i] = face[0] / settings.face_to_head, "face", face[1]
         label = decided(need)
         if label:
             return label

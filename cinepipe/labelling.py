@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from cinepipe import motion as motion_estimator
 from cinepipe.angle import LABELLER as ANGLE_LABELLER
-from cinepipe.angle import label_angle
+from cinepipe.angle import label_angle, with_face_view
 from cinepipe.framing import LABELLER as FRAMING_LABELLER
 from cinepipe.framing import label_framing
 from cinepipe.home import FilmPaths
@@ -58,9 +58,11 @@ def _entry(label) -> dict:
 
 def still_labels(frames: list) -> tuple:
     """Framing and angle of a shot from its sample frames. The angle comes first: a dutch angle's measured roll
-    levels the frames for the framing labeller's upright face and people detectors."""
+    levels the frames for the framing labeller's upright face and people detectors; then the face framing found
+    revises the angle (a face seen from above: a high angle, see :func:`cinepipe.angle.with_face_view`)."""
     angle = label_angle(frames)
-    return label_framing(frames, roll_deg=levelling_roll(angle)), angle
+    framing = label_framing(frames, roll_deg=levelling_roll(angle))
+    return framing, with_face_view(angle, framing.details.get("nose_ratio"))
 
 
 def levelling_roll(angle) -> float | None:
