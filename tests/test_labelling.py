@@ -65,6 +65,21 @@ def test_label_contract_and_human_override_on_real_footage(tmp_path):
     assert shot["labels"]["framing"] == {"value": "long_shot", "confidence": 1.0, "source": "human:review.csv"}
 
 
+def test_real_faces_give_framing_on_real_footage():
+    """bikes.mp4 (real street footage): the face detector (MTCNN, weights from the facenet-pytorch wheel) finds the
+    man cycling past, head and shoulders in frame (shot 1, 1.2-3.0 s), and the cyclist seen whole (shot 2, 3.0-5.5
+    s); the shots of cars and a street have no face, and no framing is guessed for them."""
+    proc = label_cli(real_clip("bikes.mp4"))
+    assert proc.returncode == 0, proc.stderr
+    shots = json.loads(proc.stdout)["shots"]
+    assert [round(shot["start_s"]) for shot in shots[:3]] == [0, 1, 3]
+    framing = [shot["labels"]["framing"] for shot in shots]
+    assert framing[1]["value"] in ("close_up", "medium_shot"), framing
+    assert framing[2]["value"] == "full_shot", framing
+    assert framing[0]["value"] is None and framing[3]["value"] is None, framing
+    assert all(f["source"].startswith("auto:framing@") for f in framing)
+
+
 def test_bad_label_file_is_one_line(tmp_path):
     human = tmp_path / "review.csv"
     human.write_text("film,start_s,end_s,angle\nx,0,1,sideways\n")
