@@ -60,7 +60,7 @@ def _settings_key(settings: CameraClipSettings) -> str:
     return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="4",
+@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="5",
        op_tags=TRAINING_STEP_TAGS,
        automation_condition=on_dataset_version_change())
 def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: CinepipeHome,

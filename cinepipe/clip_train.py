@@ -115,6 +115,28 @@ def hard_negative_loss(model: CameraClip, tokenizer, video: torch.Tensor, text: 
     return torch.nn.functional.cross_entropy(logits, torch.zeros(len(has), dtype=torch.long, device=video.device))
 
 
+def label_prompt_loss(model: CameraClip, tokenizer, video: torch.Tensor, scale: torch.Tensor, rows: list[dict],
+                      template: int) -> torch.Tensor | None:
+    """Mean over the categories of the cross-entropy of each clip choosing its own value among the category's
+    values, each written as a prompt from caption template ``template`` with only that value filled in (the
+    zero-shot prompts of :func:`cinepipe.clip_eval.prompts_for`); None when no clip has a label."""
+    from cinepipe.clip_eval import prompts_for
+    from cinepipe.labels import FAMILIES
+
+    losses = []
+    for family in FAMILIES:
+        values = list(TAXONOMY.values(family))
+        known = [i for i, r in enumerate(rows) if r.get(family) in values]
+        if not known:
+            continue
+        prompts = [(lambda p: p[template % len(p)])(prompts_for(family, value)) for value in values]
+        classes = model.encode_text(tokenizer(prompts).to(video.device))  # [V, D]
+        logits = scale * video[known] @ classes.T
+        target = torch.tensor([values.index(rows[i][family]) for i in known], device=video.device)
+        losses.append(torch.nn.functional.cross_entropy(logits.float(), target))
+    return torch.stack(losses).mean() if losses else None
+
+
 def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], settings: TrainSettings,
           checkpoint: Path | None = None, extra: dict | None = None,
           on_step: Callable[[int, dict], None] | None = None,
@@ -166,6 +188,10 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
                 hard = hard_negative_loss(model, tokenizer, v, t, scale, negatives) if negatives else None
                 if hard is not None:
                     loss = loss + settings.hard_negative_weight * hard
+                if settings.label_prompt_weight > 0:
+                    prompted = label_prompt_loss(model, tokenizer, v, scale, batch_rows, state.step + b)
+                    if prompted is not None:
+                        loss = loss + settings.label_prompt_weight * prompted
                 loss = loss / settings.grad_accum
             (scaler.scale(loss) if scaler else loss).backward()
             if (b + 1) % settings.grad_accum == 0 or b + 1 == len(batches):
