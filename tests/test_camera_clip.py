@@ -9,7 +9,7 @@ from cinepipe.clip_data import build_frame_cache, sample_positions, unique_label
 from cinepipe.clip_eval import retrieval_metrics
 from cinepipe.clip_model import FLOW_UNIT, build_model, load_checkpoint, optical_flow, save_checkpoint
 from cinepipe.clip_settings import ClipModelSettings, TrainSettings
-from cinepipe.clip_train import hard_negative_loss, hard_negative_texts, lr_factor, train
+from cinepipe.clip_train import hard_negative_loss, hard_negative_texts, label_prompt_loss, lr_factor, train
 from media_fixtures import _ff
 
 
@@ -138,6 +138,35 @@ def test_hard_negatives_change_one_label_and_the_loss_prefers_the_true_caption()
     assert float(loss) == pytest.approx(expected, rel=1e-4)
     loss.backward()  # gradients reach the text tower through the true and the changed captions
     assert hard_negative_loss(model, tok, video, true_text, scale, [[], [], []]) is None
+
+
+def test_label_prompt_loss_is_each_categorys_cross_entropy_over_its_prompts():
+    from cinepipe.clip_eval import prompts_for
+    from cinepipe.taxonomy import TAXONOMY
+
+    rows = [{"framing": "close_up", "angle": "low_angle", "movement": "pan_left"},
+            {"framing": "long_shot", "angle": None, "movement": "static"}]
+    torch.manual_seed(0)
+    model, tok = build_model(ClipModelSettings(frames=4), "cpu")
+    video = torch.nn.functional.normalize(torch.randn(2, model.clip.text_projection.shape[1]), dim=-1)
+    video.requires_grad_(True)
+    scale = torch.tensor(10.0)
+    loss = label_prompt_loss(model, tok, video, scale, rows, template=1)
+    expected = []
+    with torch.no_grad():
+        for family, known in (("framing", [0, 1]), ("angle", [0]), ("movement", [0, 1])):  # no unknown angle
+            values = list(TAXONOMY.values(family))
+            classes = model.encode_text(tok([prompts_for(family, v)[1 % len(prompts_for(family, v))]
+                                             for v in values]))
+            logits = scale * video[known] @ classes.T
+            target = torch.tensor([values.index(rows[i][family]) for i in known])
+            expected.append(float(torch.nn.functional.cross_entropy(logits, target)))
+    assert float(loss) == pytest.approx(np.mean(expected), rel=1e-5)
+    loss.backward()  # gradients reach both towers
+    assert video.grad is not None and float(video.grad.abs().sum()) > 0
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in model.clip.transformer.parameters())
+    assert label_prompt_loss(model, tok, video, scale, [{"framing": None, "angle": None, "movement": None}] * 2,
+                             template=0) is None
 
 
 def test_frame_cache_and_training_resume(tmp_path):
