@@ -12,8 +12,8 @@ Measured in one run, on the embedded default model (``cinepipe-tiny``, temporal 
   InfoNCE loss alone (``hard_negative_weight`` and ``label_prompt_weight`` 0: the bare loop's objective), and
   again with the default objective (hard negatives: each movement clip's caption with the opposite direction;
   label prompts: each clip's framing, angle and movement among their zero-shot prompts; extra text batches a
-  step), whose cost is reported apart. cinepipe computes each clip's optical flow (the motion CNN's input) once per training,
-  the bare loop in every forward pass, as the model does when given frames alone;
+  step), whose cost is reported apart. cinepipe computes each clip's optical flow (the motion CNN's input) once per
+  training, the bare loop in every forward pass, as the model does when given frames alone;
 - **bare loop**: the same model and the same cached frames, written here with nothing but open_clip's
   ``ClipLoss``, a plain ``AdamW`` and shuffled batches of the same size;
 - **first epoch**: the frame cache built from the clip files (every clip decoded once) plus one epoch, against
