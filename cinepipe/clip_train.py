@@ -189,7 +189,8 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
                 if hard is not None:
                     loss = loss + settings.hard_negative_weight * hard
                 if settings.label_prompt_weight > 0:
-                    prompted = label_prompt_loss(model, tokenizer, v, scale, batch_rows, state.step + b)
+                    # the prompts' template cycles with the batch count (every template in turn)
+                    prompted = label_prompt_loss(model, tokenizer, v, scale, batch_rows, epoch * len(batches) + b)
                     if prompted is not None:
                         loss = loss + settings.label_prompt_weight * prompted
                 loss = loss / settings.grad_accum

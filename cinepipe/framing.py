@@ -251,9 +251,8 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
 
     Cost control: faces are searched on ``face_batch`` frames first (middle, then first), in one batch, at half
     size, then at full size; the other frames (up to ``face_frames``) only when that found faces that do not yet
-    agree. The dearer searches
-    (eyes, head and shoulders, people) run on ``fallback_frames`` frames only, and the deepest (an upscaled people
-    search) on one, a second only to confirm what the first found.
+    agree. The dearer searches (eyes, head and shoulders, people) run on ``fallback_frames`` frames only, and the
+    deepest (an upscaled people search) on one, a second only to confirm what the first found.
     """
     frames = [f for f in frames if f is not None and getattr(f, "size", 0)]
     if not frames:
