@@ -24,8 +24,10 @@ import torch
 
 from cinepipe.captions import caption
 from cinepipe.clip_data import FrameCache, label_key, unique_label_batches
+from cinepipe.clip_eval import prompts_for
 from cinepipe.clip_model import CameraClip
 from cinepipe.clip_settings import HARD_NEGATIVE_KINDS, TrainSettings
+from cinepipe.labels import FAMILIES
 from cinepipe.media import atomic_path
 from cinepipe.taxonomy import TAXONOMY
 
@@ -120,16 +122,16 @@ def label_prompt_loss(model: CameraClip, tokenizer, video: torch.Tensor, scale: 
     """Mean over the categories of the cross-entropy of each clip choosing its own value among the category's
     values, each written as a prompt from caption template ``template`` with only that value filled in (the
     zero-shot prompts of :func:`cinepipe.clip_eval.prompts_for`); None when no clip has a label."""
-    from cinepipe.clip_eval import prompts_for
-    from cinepipe.labels import FAMILIES
-
     losses = []
     for family in FAMILIES:
         values = list(TAXONOMY.values(family))
         known = [i for i, r in enumerate(rows) if r.get(family) in values]
         if not known:
             continue
-        prompts = [(lambda p: p[template % len(p)])(prompts_for(family, value)) for value in values]
+        prompts = []
+        for value in values:
+            variants = prompts_for(family, value)
+            prompts.append(variants[template % len(variants)])
         classes = model.encode_text(tokenizer(prompts).to(video.device))  # [V, D]
         logits = scale * video[known] @ classes.T
         target = torch.tensor([values.index(rows[i][family]) for i in known], device=video.device)

@@ -298,13 +298,17 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
 
     # faces: large ones first on a few frames at ``face_first_scale`` (a quarter of the cost at half size), then
     # faces of any size at the analysis size: on ``face_batch`` frames, the others only if that batch found one
+    def record_faces(indices: list[int], bgrs: list[np.ndarray]) -> None:
+        """Search frames ``indices`` (given as ``bgrs``) for faces in one batch; keep each face's head height."""
+        for i, face in zip(indices, _faces(bgrs, settings)):
+            if face is not None:
+                heads[i], source[i], noses[i] = face[0] / settings.face_to_head, "face", face[1]
+
     first = order[:settings.face_batch]
     if settings.face_first_scale < 1.0:
         small = [cv2.resize(prep(i)[0], None, fx=settings.face_first_scale, fy=settings.face_first_scale,
                             interpolation=cv2.INTER_AREA) for i in first]
-        for i, face in zip(first, _faces(small, settings)):
-            if face is not None:
-                heads[i], source[i], noses[i] = face[0] / settings.face_to_head, "face", face[1]
+        record_faces(first, small)
         label = decided(need)
         if label:
             details["face_scale"] = settings.face_first_scale
@@ -316,9 +320,7 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         if not batch or (searched and not heads):  # the first batch found no face at all: the others are dearer
             break
         searched += batch
-        for i, face in zip(batch, _faces([prep(i)[0] for i in batch], settings)):
-            if face is not None:
-                heads[i], source[i], noses[i] = face[0] / settings.face_to_head, "face", face[1]
+        record_faces(batch, [prep(i)[0] for i in batch])
         label = decided(need)
         if label:
             return label
