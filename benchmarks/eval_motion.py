@@ -1,15 +1,17 @@
 """Accuracy of the camera-movement estimator on built-in reels: confusion matrix, misses and time per shot.
 
-Usage: ``python benchmarks/eval_motion.py REEL_DIR [REEL_DIR ...]``
+Usage: ``python benchmarks/eval_motion.py REEL_DIR [REEL_DIR ...] [--set max_corners=150 ...]``
 
-Each shot of the truth (its rendered frames, so no fade ramp) is decoded at the estimator's analysis width and
-labelled by :func:`cinepipe.motion.estimate` as a whole; the label is compared with the shot's ``movement``.
-``unknown`` counts as wrong. Make reels with ``cinepipe reel --out DIR --seed N``.
+Each shot of the truth (its rendered frames, so no fade ramp) is decoded at the estimator's analysis width (the
+luma planes, as the labelling pass tracks them) and labelled by :func:`cinepipe.motion.estimate` as a whole; the
+label is compared with the shot's ``movement``. ``unknown`` counts as wrong. Make reels with
+``cinepipe reel --out DIR --seed N``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import time
@@ -18,23 +20,22 @@ from pathlib import Path
 import pandas as pd
 
 from cinepipe.label_eval import accuracy, confusion
-from cinepipe.media import iter_frames
-from cinepipe.motion import MotionSettings, estimate
+from cinepipe.motion import MotionSettings, estimate, luma_frames
 from cinepipe.taxonomy import TAXONOMY
 
 
 def film_predictions(video: Path, settings: MotionSettings) -> list[tuple[dict, object]]:
     """(truth shot, whole-shot WindowMotion) for every shot of one reel film, from one decode."""
     truth = json.loads(video.with_suffix(".truth.json").read_text())
-    height = max(2, int(round(truth["height"] * settings.width / truth["width"] / 2)) * 2)
-    stream = iter_frames(str(video), settings.width, height, pix_fmt="gray")
+    stream = luma_frames(video, truth["width"], truth["height"], settings.width)
     out, cursor = [], 0
     try:
         for shot in truth["shots"]:
             start, end = shot["rendered_start_frame"], shot["rendered_end_frame"]
             for _ in itertools.islice(stream, start - cursor):
                 pass
-            _, whole = estimate(itertools.islice(stream, end - start), truth["fps"], settings=settings)
+            _, whole = estimate(itertools.islice(stream, end - start), truth["fps"], settings=settings,
+                                video_range=True)
             out.append((shot, whole))
             cursor = end
     finally:
@@ -45,8 +46,13 @@ def film_predictions(video: Path, settings: MotionSettings) -> list[tuple[dict, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reels", nargs="+", type=Path)
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a MotionSettings field to change, e.g. --set max_corners=150")
     args = parser.parse_args()
     settings = MotionSettings()
+    for item in args.set:
+        name, value = item.split("=", 1)
+        settings = dataclasses.replace(settings, **{name: type(getattr(settings, name))(value)})
     truth, predicted, misses = [], [], []
     started = time.perf_counter()
     for reel in args.reels:

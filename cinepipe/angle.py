@@ -52,8 +52,8 @@ other angles; a low angle's face (0.39-0.49) overlaps the others too much to be 
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
-from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -83,9 +83,13 @@ class AngleSettings:
     face_from_above: float = 0.59  # a face's nose ratio from this: the camera looks down on it (a high angle)
 
 
-@lru_cache(maxsize=1)
+_per_thread = threading.local()  # OpenCV's line segment detector keeps its picture: one per thread
+
+
 def _lsd() -> cv2.LineSegmentDetector:
-    return cv2.createLineSegmentDetector(cv2.LSD_REFINE_NONE)
+    if not hasattr(_per_thread, "lsd"):
+        _per_thread.lsd = cv2.createLineSegmentDetector(cv2.LSD_REFINE_NONE)
+    return _per_thread.lsd
 
 
 def _segments(grey: np.ndarray, settings: AngleSettings, frame_height: int | None = None) -> np.ndarray:

@@ -15,11 +15,12 @@ long_shot           <= ~0.04                        <= 0.28
 
 The frames are searched, most reliable detector first, and the search stops as soon as enough frames agree:
 
-1. faces: MTCNN (facenet-pytorch's P-, R- and O-Net cascade; its weights ship inside the PyPI wheel, nothing is
-   downloaded), faces of probability at least ``face_min_prob``, on the frames middle-out (middle, first, last,
-   ...). First the ``face_batch`` first frames at ``face_first_scale`` (half size: faces from 24 px of the 270 px
-   analysis height, a quarter of the cost; decides most close-ups and medium shots), then, if they do not agree,
-   the same frames at the analysis size (faces from ``min_face_px``), the others only if that batch found a face.
+1. faces: MTCNN (:mod:`cinepipe.face_detector`, with facenet-pytorch's trained networks; their weights ship inside
+   the PyPI wheel, nothing is downloaded), faces of probability at least ``face_min_prob``, on the frames middle-out
+   (middle, first, last, ...). First the ``face_batch`` first frames for faces from ``face_coarse_px`` (24 px of the
+   270 px analysis height: the coarse pyramid levels, a third of the cost; decides most close-ups and medium
+   shots), then, on those of them without a face, only the fine levels (faces from ``min_face_px`` up to what the
+   coarse levels find); then the other frames (up to ``face_frames``) the same way, only if a face was found.
    MTCNN's box runs from the brows to the chin, about ``face_to_head`` (0.78) of the head height, so head height =
    box height / 0.78. It finds faces seen from below or above, tilted, and of every skin tone, where OpenCV's Haar
    cascades (the detector before labeller v5) missed many: on six reels framing went from 0.837 to 0.931;
@@ -46,9 +47,12 @@ median ``nose_ratio`` of their landmarks (:func:`nose_ratio`; the angle labeller
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -56,7 +60,7 @@ import numpy as np
 from cinepipe.label_types import Label, bgr_at_height
 from cinepipe.taxonomy import TAXONOMY
 
-VERSION = 5
+VERSION = 6
 LABELLER = f"auto:framing@{VERSION}"
 FRAMINGS = TAXONOMY.families["framing"]
 
@@ -81,7 +85,7 @@ class FramingSettings:
     body_full_min: float = 0.42  # whole body at least this tall: full shot, else long shot
     min_frames: int = 2  # frames whose sizes must agree for a confident label
     face_batch: int = 2  # frames searched for faces in one batch first (middle, first)
-    face_first_scale: float = 0.5  # those frames are searched at this scale first (faces from 2x the smallest)
+    face_coarse_px: int = 24  # those frames are searched for faces from this size first (the cheap pyramid levels)
     face_frames: int = 5  # most frames searched for faces (the rest only when the first batch finds some)
     fallback_frames: int = 3  # frames searched by the dearer detectors (eyes, head and shoulders, people)
     upper_frames: int = 3  # frames searched for a head and shoulders
@@ -93,19 +97,27 @@ class FramingSettings:
     level_min_roll: float = 8.0  # a camera roll (given by the angle labeller) from this many degrees is levelled
 
 
-@cache
+_per_thread = threading.local()  # OpenCV's cascade classifiers are not safe to share between threads
+
+
 def _cascade(name: str) -> cv2.CascadeClassifier:
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
-    if cascade.empty():
-        raise RuntimeError(f"OpenCV Haar cascade {name} is missing")
-    return cascade
+    """OpenCV's Haar cascade ``name``, loaded once per thread."""
+    loaded = _per_thread.__dict__.setdefault("cascades", {})
+    if name not in loaded:
+        cascade = cv2.CascadeClassifier(cv2.data.haarcascades + name)
+        if cascade.empty():
+            raise RuntimeError(f"OpenCV Haar cascade {name} is missing")
+        loaded[name] = cascade
+    return loaded[name]
 
 
-@lru_cache(maxsize=1)
 def _hog() -> cv2.HOGDescriptor:
-    hog = cv2.HOGDescriptor()
-    hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
-    return hog
+    """OpenCV's HOG people detector, built once per thread."""
+    if not hasattr(_per_thread, "hog"):
+        hog = cv2.HOGDescriptor()
+        hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+        _per_thread.hog = hog
+    return _per_thread.hog
 
 
 def _rotate(img: np.ndarray, degrees: float) -> np.ndarray:
@@ -115,12 +127,28 @@ def _rotate(img: np.ndarray, degrees: float) -> np.ndarray:
 
 
 @lru_cache(maxsize=4)
-def _mtcnn(min_face_px: int, thresholds: tuple[float, float, float]):
-    """facenet-pytorch's MTCNN face detector (P-, R- and O-Net cascade of small CNNs) on the CPU; its weights ship
-    inside the ``facenet-pytorch`` wheel, so nothing is downloaded. Imported here: torch is heavy to import."""
-    from facenet_pytorch import MTCNN
+def _face_detector(thresholds: tuple[float, float, float]):
+    """The MTCNN face detector on the CPU (built once: its networks stay loaded). Imported here: torch is heavy to
+    import, and many shots never need it."""
+    from cinepipe.face_detector import FaceDetector
 
-    return MTCNN(keep_all=True, min_face_size=min_face_px, thresholds=list(thresholds), device="cpu")
+    return FaceDetector(thresholds=thresholds)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with torch's intra-op thread count set to ``count`` (None: left alone), then restore it."""
+    if not count:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def nose_ratio(landmarks: np.ndarray) -> float | None:
@@ -134,26 +162,25 @@ def nose_ratio(landmarks: np.ndarray) -> float | None:
     return float((nose[1] - eyes_y) / span) if span > 0 else None
 
 
-def _faces(bgrs: list[np.ndarray], settings: FramingSettings) -> list[tuple[float, float | None] | None]:
-    """Per frame, for the largest face (MTCNN, probability at least ``face_min_prob``): (box height / frame
-    height, :func:`nose_ratio`), or None. The frames (all one size) are searched in one batch."""
+def _faces(bgrs: list[np.ndarray], settings: FramingSettings, faces_from: float | None = None,
+           faces_below: float | None = None) -> list[tuple[float, float | None] | None]:
+    """Per frame, for the largest face (MTCNN from ``min_face_px``, probability at least ``face_min_prob``; only the
+    pyramid levels for faces from ``faces_from`` px and below ``faces_below`` px): (box height / frame height,
+    :func:`nose_ratio`), or None. The frames (all one size) are searched in one batch."""
     if not bgrs:
         return []
     if len({f.shape for f in bgrs}) > 1:  # a batch holds frames of one size
-        return [_faces([f], settings)[0] for f in bgrs]
+        return [_faces([f], settings, faces_from, faces_below)[0] for f in bgrs]
     if min(bgrs[0].shape[:2]) < settings.min_face_px:
         return [None] * len(bgrs)
-    detector = _mtcnn(settings.min_face_px, tuple(settings.face_thresholds))
-    rgb = np.stack([cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in bgrs])
-    boxes, probs, points = detector.detect(rgb, landmarks=True)  # runs under torch.no_grad
+    detector = _face_detector(tuple(settings.face_thresholds))
+    found = detector.detect(bgrs, settings.min_face_px, faces_from, faces_below)
     out: list[tuple[float, float | None] | None] = []
-    for frame_boxes, frame_probs, frame_points in zip(boxes, probs, points):
-        found = [] if frame_boxes is None else [
-            (float(box[3] - box[1]), marks) for box, prob, marks in zip(frame_boxes, frame_probs, frame_points)
-            if prob is not None and float(prob) >= settings.face_min_prob]
-        if found:
-            height, marks = max(found, key=lambda f: f[0])
-            out.append((height / bgrs[0].shape[0], nose_ratio(marks)))
+    for faces in found:
+        faces = [f for f in faces if f.prob >= settings.face_min_prob]
+        if faces:
+            face = max(faces, key=lambda f: f.height)
+            out.append((face.height / bgrs[0].shape[0], nose_ratio(face.landmarks)))
         else:
             out.append(None)
     return out
@@ -296,34 +323,35 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         support = min(1.0, len(agree) / need) * (len(agree) / max(1, len(values)))
         return Label(value, round(support * (0.5 + 0.5 * margin), 3), details, LABELLER)
 
-    # faces: large ones first on a few frames at ``face_first_scale`` (a quarter of the cost at half size), then
-    # faces of any size at the analysis size: on ``face_batch`` frames, the others only if that batch found one
-    def record_faces(indices: list[int], bgrs: list[np.ndarray]) -> None:
-        """Search frames ``indices`` (given as ``bgrs``) for faces in one batch; keep each face's head height."""
-        for i, face in zip(indices, _faces(bgrs, settings)):
+    # faces: large ones first (the coarse pyramid levels, a third of the cost) on ``face_batch`` frames, then the
+    # small ones (the fine levels) on those of them without a face; the other frames only if a face was found, and
+    # only at the levels that found one (a face of another size would not agree with it)
+    def record_faces(indices: list[int], band: str) -> set[str]:
+        """Search frames ``indices`` for faces in one batch at the ``band`` levels; keep each face's head height.
+        Returns {band} if a face was found, else an empty set."""
+        limits = {"coarse": (coarse, None), "fine": (None, coarse), "all": (None, None)}[band]
+        found = set()
+        for i, face in zip(indices, _faces([prep(i)[0] for i in indices], settings, *limits)):
             if face is not None:
                 heads[i], source[i], noses[i] = face[0] / settings.face_to_head, "face", face[1]
+                found.add(band)
+        return found
 
-    first = order[:settings.face_batch]
-    if settings.face_first_scale < 1.0:
-        small = [cv2.resize(prep(i)[0], None, fx=settings.face_first_scale, fy=settings.face_first_scale,
-                            interpolation=cv2.INTER_AREA) for i in first]
-        record_faces(first, small)
-        label = decided(need)
-        if label:
-            details["face_scale"] = settings.face_first_scale
-            return label
-        heads.clear()
-        source.clear()
-        noses.clear()
-    for batch in (first, order[settings.face_batch:settings.face_frames]):
-        if not batch or (searched and not heads):  # the first batch found no face at all: the others are dearer
+    coarse = max(settings.face_coarse_px, settings.min_face_px)
+    bands = ["coarse", "fine"] if coarse > settings.min_face_px else ["all"]
+    for batch in (order[:settings.face_batch], order[settings.face_batch:settings.face_frames]):
+        if not batch or (searched and not heads):  # the first frames found no face at all: the others are not searched
             break
         searched += batch
-        record_faces(batch, [prep(i)[0] for i in batch])
-        label = decided(need)
-        if label:
-            return label
+        found: set[str] = set()
+        for band in bands:
+            left = [i for i in batch if i not in heads]
+            if left:
+                found |= record_faces(left, band)
+                label = decided(need)
+                if label:
+                    return label
+        bands = [band for band in bands if band in found]
     # eyes (an extreme close-up's face overflows the frame), then a head and shoulders, on few frames
     for k, i in enumerate([i for i in order if i not in heads][:settings.fallback_frames]):
         eye = _eyes(prep(i)[2], settings)

@@ -1,8 +1,9 @@
 """Label every shot of a film in one decode of its proxy: camera movement, framing and angle.
 
-The proxy (long side 480 px) is decoded once, in colour. Every frame of a shot goes to the motion estimator
-(which tracks corners through all of them); a few frames spread over the shot are kept and handed to the framing
-and angle labellers. So labelling costs one decode of the proxy plus the analysis: nothing is decoded twice.
+The proxy (long side 480 px) is decoded once, as the decoder's own planes (I420: no colour conversion). Every
+frame's luma goes to the motion estimator (which tracks corners through them); a few frames spread over the shot
+are turned into colour pictures, kept and handed to the framing and angle labellers. So labelling costs one decode
+of the proxy plus the analysis: nothing is decoded twice, and only the sample frames are converted to colour.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from cinepipe import motion as motion_estimator
 from cinepipe.angle import LABELLER as ANGLE_LABELLER
 from cinepipe.angle import label_angle, with_face_view
 from cinepipe.framing import LABELLER as FRAMING_LABELLER
-from cinepipe.framing import label_framing
+from cinepipe.framing import label_framing, torch_threads
 from cinepipe.home import FilmPaths
 from cinepipe.labels import LABEL_COLUMNS
-from cinepipe.media import ProxyInfo, iter_frames, write_json_atomic
+from cinepipe.media import ProxyInfo, i420_bgr, i420_luma, iter_frames, write_json_atomic
 from cinepipe.motion import MotionSettings
 from cinepipe.shots import shot_id
 
@@ -35,16 +36,20 @@ class LabellingSettings:
     sample_frames: int = 5  # frames per shot handed to the framing and angle labellers
     window_s: float | None = 1.0  # motion windows reported per shot (the label is the whole-shot summary)
     fade_trim_s: float = 0.5  # frames this close to a fade are not analysed (a fading picture is not motion)
+    # torch's intra-op threads while labelling (the face detector): the pass runs its own parallelism (the decoder,
+    # motion on this thread, stills on a worker), and a second torch thread only oversubscribes the cores
+    torch_threads: int = 1
     motion: MotionSettings = MotionSettings()
 
 
 def _sampling(frames: Iterator, length: int, count: int, kept: list) -> Iterator:
-    """Pass ``frames`` through, keeping ``count`` of them spread evenly over ``length``."""
+    """Pass the luma of I420 ``frames`` through (video range), keeping ``count`` of them, spread evenly over
+    ``length``, as colour (BGR) pictures."""
     wanted = {min(length - 1, int((k + 0.5) * length / count)) for k in range(count)} if length > 0 else set()
     for i, frame in enumerate(frames):
         if i in wanted:
-            kept.append(frame.copy())  # the decoder's buffers are read-only and reused
-        yield frame
+            kept.append(i420_bgr(frame))  # a new array: the decoder's buffers are read-only and reused
+        yield i420_luma(frame)
 
 
 def _skip(stream: Iterator, count: int) -> None:
@@ -79,12 +84,13 @@ def label_shots(proxy: ProxyInfo, shots: list[dict], film_id: str,
 
     A shot's framing and angle run on a worker thread while the next shot's frames are tracked for motion (OpenCV
     releases the GIL): on two cores the still-frame labellers cost little more than the wait for the decoder."""
-    stream = iter_frames(proxy.path, proxy.width, proxy.height, pix_fmt="bgr24")
+    stream = iter_frames(proxy.path, proxy.width, proxy.height, pix_fmt="yuv420p")
     moving: list[tuple[dict, tuple, Future]] = []  # per shot: the row, its motion, its framing and angle
     cursor = 0
     ordered = sorted(shots, key=lambda s: s["start_frame"])
     trim = int(round(settings.fade_trim_s * proxy.fps))
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="still-labels") as still:
+    with torch_threads(settings.torch_threads), \
+            ThreadPoolExecutor(max_workers=2, thread_name_prefix="still-labels") as still:
         try:
             for i, shot in enumerate(ordered):
                 start, end = int(shot["start_frame"]), int(shot["end_frame"])
@@ -98,7 +104,7 @@ def label_shots(proxy: ProxyInfo, shots: list[dict], film_id: str,
                 length = end - start - a - b
                 frames = _sampling(itertools.islice(stream, length), length, settings.sample_frames, kept)
                 windows, whole = motion_estimator.estimate(frames, proxy.fps, float(shot["start_s"]) + a / proxy.fps,
-                                                           settings.window_s, settings.motion)
+                                                           settings.window_s, settings.motion, video_range=True)
                 _skip(stream, b)
                 cursor = end
                 moving.append((shot, (windows, whole), still.submit(still_labels, kept)))

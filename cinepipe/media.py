@@ -626,10 +626,38 @@ def iter_frames(path: str | os.PathLike, width: int, height: int, pix_fmt: str =
     """Decode a video into numpy frames (H x W x C, uint8) scaled to ``width``x``height``.
 
     Frames come from an ffmpeg pipe in batches, so ffmpeg decodes on one core while the caller works on the
-    other. ``pix_fmt`` is ffmpeg's name: ``bgr24`` (OpenCV order), ``rgb24`` or ``gray``.
+    other. ``pix_fmt`` is ffmpeg's name: ``bgr24`` (OpenCV order), ``rgb24``, ``gray``, or ``yuv420p``: the
+    decoder's own planes (I420, ``height * 3 // 2`` x ``width``, even sizes only), with no colour conversion at all
+    (half the bytes of ``bgr24`` and half ffmpeg's time on a proxy); the luma plane is :func:`i420_luma`, a colour
+    picture :func:`i420_bgr`.
     """
     path = str(path)
-    channels = {"bgr24": 3, "rgb24": 3, "gray": 1}[pix_fmt]
+    if pix_fmt == "yuv420p" and (width % 2 or height % 2):
+        raise ValueError(f"yuv420p frames need even sizes, not {width}x{height}")
+    channels = {"bgr24": 3, "rgb24": 3, "gray": 1, "yuv420p": 1}[pix_fmt]
+    rows = height * 3 // 2 if pix_fmt == "yuv420p" else height
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-i", path, "-map", "0:v:0",
            "-vf", f"scale={width}:{height}:flags=area", "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"]
-    yield from _stream_raw(cmd, width, height, channels, path)
+    yield from _stream_raw(cmd, width, rows, channels, path)
+
+
+_VIDEO_TO_FULL_RANGE = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
+
+
+def i420_luma(frame: np.ndarray) -> np.ndarray:
+    """The luma plane of an I420 frame from ``iter_frames(..., "yuv420p")``: a view, in video range (16-235)."""
+    return frame[:frame.shape[0] * 2 // 3]
+
+
+def full_range(luma: np.ndarray) -> np.ndarray:
+    """Video-range luma (16-235) stretched to full range (0-255), as ffmpeg's own ``gray`` output is."""
+    import cv2
+
+    return cv2.LUT(luma, _VIDEO_TO_FULL_RANGE)
+
+
+def i420_bgr(frame: np.ndarray) -> np.ndarray:
+    """An I420 frame as a BGR picture (BT.601, as ffmpeg's own ``bgr24`` conversion), a new array."""
+    import cv2
+
+    return cv2.cvtColor(frame, cv2.COLOR_YUV2BGR_I420)

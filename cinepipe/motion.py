@@ -35,16 +35,16 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
 
-from cinepipe.media import ProxyInfo, iter_frames
+from cinepipe.media import ProxyInfo, full_range, i420_luma, iter_frames
 from cinepipe.taxonomy import STATIC, TAXONOMY
 
 MOVEMENTS = TAXONOMY.families["movement"]
-VERSION = 5  # bump when the estimator's output changes for the same input (labels record it)
+VERSION = 6  # bump when the estimator's output changes for the same input (labels record it)
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,10 @@ class MotionSettings:
     lk_iterations: int = 10
     lk_epsilon: float = 0.03
     window: int = 12  # frames a corner is tracked through before the window's motion is measured
-    # track on every stride-th frame (the others are not even converted): a third of the cost at 24 fps, where
-    # the pyramid (3 levels) still follows the fastest reel moves
-    stride: int = 3
+    # track on every stride-th frame (the others are not even converted), where the pyramid (3 levels) still
+    # follows the fastest reel moves: on 432 reel shots (seeds 0-6, 8, 11) strides 3, 4 and 6 label 415, 415 and 416
+    # right; 4 (a sixth of a second at 24 fps) costs three quarters of 3 and keeps a margin for real pans
+    stride: int = 4
     # a shot moves when one component reaches these (per second)
     min_shift: float = 0.015  # fraction of frame width per second
     min_zoom: float = 0.015  # d ln(scale) / dt
@@ -178,7 +179,7 @@ def _rotation_fit(x: np.ndarray, v: np.ndarray, focal: float
         params, *_ = np.linalg.lstsq(a[keep], b[keep], rcond=None)
         r = a @ params - b
         residual = np.hypot(r[:len(X)], r[len(X):])
-        cut = max(0.3, float(np.percentile(residual, 80)))
+        cut = max(0.3, _percentile(residual, 80))
         keep = np.concatenate([residual <= cut, residual <= cut])
     return params, residual, r[:len(X)], r[len(X):]
 
@@ -194,8 +195,8 @@ def _directed_excess(along: np.ndarray, across: np.ndarray, use: np.ndarray) -> 
     thing) is often a minority of the points, which a median would not see."""
     if use.sum() < 8:
         return 0.0
-    a = float(np.percentile(np.abs(along[use]), 90))
-    c = float(np.percentile(np.abs(across[use]), 90))
+    a = _percentile(np.abs(along[use]), 90)
+    c = _percentile(np.abs(across[use]), 90)
     return math.sqrt(max(0.0, a * a - c * c))
 
 
@@ -244,7 +245,7 @@ def window_motion(a: np.ndarray, b: np.ndarray, size: tuple[int, int],
     divergence = float(np.median(point_divergence)) if off_centre.any() else 0.0
     # a camera moving forward spreads every point away from the centre, near ones most: the divergences lean to one
     # side; a static camera's noise, a pan or a truck leave them balanced about zero (see _label)
-    divergence_tail = (float(np.percentile(point_divergence, 90) + np.percentile(point_divergence, 10))
+    divergence_tail = (_percentile(point_divergence, 90) + _percentile(point_divergence, 10)
                        if point_divergence.size >= 8 else 0.0)
     moving = off_centre & (np.hypot(v[:, 0], v[:, 1]) > settings.flow_floor)
     radiating = parallel = 0.0
@@ -384,19 +385,33 @@ def magnification_kappa(windows: list[PairMotion], settings: MotionSettings = Mo
     return float(slope / scale), float(error / scale)
 
 
-def _grey(frame: np.ndarray, width: int) -> np.ndarray:
+def _grey(frame: np.ndarray, width: int, video_range: bool = False) -> np.ndarray:
+    """A frame (BGR, or grey) as grey at ``width``; ``video_range``: grey frames are video-range luma (16-235),
+    stretched to full range once scaled."""
     grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     if grey.shape[1] != width:
         h = int(round(grey.shape[0] * width / grey.shape[1]))
         grey = cv2.resize(grey, (width, h), interpolation=cv2.INTER_AREA)
-    return grey
+    return full_range(grey) if video_range and frame.ndim == 2 else grey
 
 
-def track_windows(frames: Iterable[np.ndarray], settings: MotionSettings = MotionSettings()
-                  ) -> tuple[list[PairMotion | None], int, tuple[int, int]]:
+def _percentile(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` (linear interpolation, the same value to the last bit), a tenth of its cost:
+    the estimator takes thousands of them per film."""
+    a = np.asarray(values, dtype=np.float64).ravel()
+    pos = q / 100.0 * (a.size - 1)
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, a.size - 1)
+    part = np.partition(a, [lo, hi] if hi != lo else lo)
+    low, high, t = part[lo], part[hi], pos - lo
+    return float(high - (high - low) * (1 - t) if t >= 0.5 else low + (high - low) * t)
+
+
+def track_windows(frames: Iterable[np.ndarray], settings: MotionSettings = MotionSettings(),
+                  video_range: bool = False) -> tuple[list[PairMotion | None], int, tuple[int, int]]:
     """Track corners through the frames (every ``settings.stride``-th one) in windows of ``settings.window``
     frames (fresh corners at each window's start) and measure each window's global motion between its first and
-    last frame."""
+    last frame. ``video_range``: grey frames are the decoder's video-range luma (see :func:`_grey`)."""
     windows: list[PairMotion | None] = []
     prev = None
     start_pts = pts = alive = None
@@ -406,7 +421,7 @@ def track_windows(frames: Iterable[np.ndarray], settings: MotionSettings = Motio
         count += 1
         if (count - 1) % stride:
             continue
-        grey = _grey(frame, settings.width)
+        grey = _grey(frame, settings.width, video_range)
         size = (grey.shape[1], grey.shape[0])
         if prev is None:
             window_start = count - 1
@@ -423,7 +438,8 @@ def track_windows(frames: Iterable[np.ndarray], settings: MotionSettings = Motio
             window_start += in_window
             start_pts = _corners(grey, settings)
             pts, alive, in_window = start_pts.copy(), np.ones(len(start_pts), bool), 0
-    if in_window >= max(2, settings.window // 2):  # a last, shorter window
+    # a last, shorter window; a shot too short for half a window is measured over the steps it has
+    if in_window >= max(2, settings.window // 2) or (not windows and in_window >= max(2, stride)):
         windows.append(_placed(window_motion(start_pts[alive, 0], pts[alive, 0], size, settings),
                                window_start, in_window))
     return windows, count, size
@@ -436,9 +452,11 @@ def _placed(motion: PairMotion | None, start_frame: int, frames: int) -> PairMot
 
 
 def estimate(frames: Iterable[np.ndarray], fps: float, start_s: float = 0.0, window_s: float | None = None,
-             settings: MotionSettings = MotionSettings()) -> tuple[list[WindowMotion], WindowMotion]:
-    """Per-window results (``window_s`` seconds each, or one for the whole input) and the whole-input summary."""
-    measured, count, size = track_windows(frames, settings)
+             settings: MotionSettings = MotionSettings(), video_range: bool = False
+             ) -> tuple[list[WindowMotion], WindowMotion]:
+    """Per-window results (``window_s`` seconds each, or one for the whole input) and the whole-input summary.
+    ``video_range``: grey frames are the decoder's video-range luma (:func:`luma_frames`)."""
+    measured, count, size = track_windows(frames, settings, video_range)
     seconds_each = settings.window / fps
     end_s = start_s + count / fps
     whole = summarise(measured, seconds_each, size[0], start_s, end_s, settings)
@@ -453,18 +471,25 @@ def estimate(frames: Iterable[np.ndarray], fps: float, start_s: float = 0.0, win
     return out, whole
 
 
+def luma_frames(path, width: int, height: int, analysis_width: int) -> Iterator[np.ndarray]:
+    """A video's frames as the decoder's luma planes (video range, no colour conversion: the pictures the labelling
+    pass tracks; pass ``video_range=True`` to :func:`estimate`), scaled to about ``analysis_width`` (even sizes)."""
+    w = max(2, analysis_width // 2 * 2)
+    h = max(2, int(round(height * w / width / 2)) * 2)
+    return (i420_luma(frame) for frame in iter_frames(path, w, h, pix_fmt="yuv420p"))
+
+
 def shots_motion(proxy: ProxyInfo, shots: list[dict], window_s: float | None = 1.0,
                  settings: MotionSettings = MotionSettings()) -> list[dict]:
     """Camera motion of every shot of a film, from one decode of its proxy: per shot, the whole-shot summary and
     its windows (a window never crosses a shot boundary). ``shots`` rows carry ``index``, ``start_s``, ``end_s``,
     ``start_frame`` and ``end_frame`` (proxy frames, end exclusive)."""
-    height = max(2, int(round(proxy.height * settings.width / proxy.width / 2)) * 2)
-    stream = iter_frames(proxy.path, settings.width, height, pix_fmt="gray")
+    stream = luma_frames(proxy.path, proxy.width, proxy.height, settings.width)
     out = []
     for shot in sorted(shots, key=lambda s: s["start_frame"]):
         length = int(shot["end_frame"]) - int(shot["start_frame"])
         windows, whole = estimate(itertools.islice(stream, length), proxy.fps, float(shot["start_s"]), window_s,
-                                  settings)
+                                  settings, video_range=True)
         out.append({"index": int(shot["index"]), "start_s": float(shot["start_s"]), "end_s": float(shot["end_s"]),
                     "motion": whole.to_dict(), "windows": [w.to_dict() for w in windows]})
     return out

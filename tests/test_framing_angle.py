@@ -40,7 +40,7 @@ def test_featureless_frames_give_no_confident_label(labeller):
 
 def test_single_grey_frame_and_sources():
     frame = np.random.default_rng(0).integers(0, 255, (180, 320), np.uint8)  # grey, noise
-    assert label_framing([frame]).source == FRAMING_LABELLER == "auto:framing@5"
+    assert label_framing([frame]).source == FRAMING_LABELLER == "auto:framing@6"
     assert label_angle([frame]).source == ANGLE_LABELLER == "auto:angle@5"
 
 
