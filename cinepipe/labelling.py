@@ -36,8 +36,10 @@ class LabellingSettings:
     sample_frames: int = 5  # frames per shot handed to the framing and angle labellers
     window_s: float | None = 1.0  # motion windows reported per shot (the label is the whole-shot summary)
     fade_trim_s: float = 0.5  # frames this close to a fade are not analysed (a fading picture is not motion)
+    # threads for the framing and angle labellers, which run while the next shots are decoded and tracked
+    still_workers: int = 2
     # torch's intra-op threads while labelling (the face detector): the pass runs its own parallelism (the decoder,
-    # motion on this thread, stills on a worker), and a second torch thread only oversubscribes the cores
+    # motion on this thread, stills on the workers), and a second torch thread only oversubscribes the cores
     torch_threads: int = 1
     motion: MotionSettings = MotionSettings()
 
@@ -82,15 +84,17 @@ def label_shots(proxy: ProxyInfo, shots: list[dict], film_id: str,
     ``{"index", "shot_id", "start_s", "end_s", "labels": {family: {value, confidence, source}}, "motion",
     "windows", "details"}``. Shots must tile the proxy in order (as the shot splitter writes them).
 
-    A shot's framing and angle run on a worker thread while the next shot's frames are tracked for motion (OpenCV
-    releases the GIL): on two cores the still-frame labellers cost little more than the wait for the decoder."""
-    stream = iter_frames(proxy.path, proxy.width, proxy.height, pix_fmt="yuv420p")
+    A shot's framing and angle run on a worker thread (``still_workers`` of them) while the next shots' frames are
+    tracked for motion (OpenCV and torch release the GIL); on two cores the pass is CPU-bound."""
+    # I420 needs even sizes (a proxy has them; an odd one loses a row or column, which no labeller measures)
+    width, height = max(2, proxy.width // 2 * 2), max(2, proxy.height // 2 * 2)
+    stream = iter_frames(proxy.path, width, height, pix_fmt="yuv420p")
     moving: list[tuple[dict, tuple, Future]] = []  # per shot: the row, its motion, its framing and angle
     cursor = 0
     ordered = sorted(shots, key=lambda s: s["start_frame"])
     trim = int(round(settings.fade_trim_s * proxy.fps))
     with torch_threads(settings.torch_threads), \
-            ThreadPoolExecutor(max_workers=2, thread_name_prefix="still-labels") as still:
+            ThreadPoolExecutor(max_workers=max(1, settings.still_workers), thread_name_prefix="still-labels") as still:
         try:
             for i, shot in enumerate(ordered):
                 start, end = int(shot["start_frame"]), int(shot["end_frame"])
