@@ -48,7 +48,7 @@ def profiled(fn):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--film")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "cinepipe-bench-reel"))
     args = parser.parse_args()
     film = Path(args.film) if args.film else reel_film(Path(args.cache))

@@ -315,8 +315,9 @@ def label_framing(frames: list[np.ndarray], settings: FramingSettings = FramingS
         head = float(np.median(agree))
         value, margin = framing_from_head(head, settings)
         used = list(source.values())
-        details.update(head_frac=round(head, 4), detector=max(set(used), key=used.count),
-                       detections={s: used.count(s) for s in set(used)}, searched=len(searched))
+        # the most frequent detector; a tie goes to the one that found its subject first (not to set order)
+        details.update(head_frac=round(head, 4), detector=max(used, key=used.count),
+                       detections={s: used.count(s) for s in dict.fromkeys(used)}, searched=len(searched))
         ratios = [noses[i] for i in noses if noses[i] is not None and heads[i] in agree]
         if len(ratios) >= need:
             details["nose_ratio"] = round(float(np.median(ratios)), 3)
