@@ -23,7 +23,7 @@ from media_fixtures import _ff
 REPO = Path(__file__).resolve().parents[1]
 
 # Floors the tests hold the labellers to on the small reel (issue 3 asks 0.95 / 0.9 / 0.85 on the reel).
-FLOORS = {"movement": 0.8, "framing": 0.65, "angle": 0.6}  # measured: 0.92, 0.75, 0.71
+FLOORS = {"movement": 0.8, "framing": 0.65, "angle": 0.6}  # measured: 0.92, 0.83, 0.71
 
 
 def label_cli(path: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -90,13 +90,13 @@ def test_bad_label_file_is_one_line(tmp_path):
         "(dutch_angle, eye_level, high_angle, low_angle, overhead)"]
 
 
-def test_labeller_accuracy_on_the_reel(small_reel, tmp_path):
-    """Every auto labeller against the reel's truth, on whole shots as the pipeline detects them; the confusion
-    matrices go to MLflow as images."""
+def _pipeline_accuracy(reel: Path, tmp_path: Path, run_name: str) -> dict[str, float]:
+    """Every auto labeller against a reel's truth, on whole shots as the pipeline detects them; the confusion
+    matrices go to MLflow as images (checked)."""
     import pandas as pd
 
     auto, truth = [], []
-    for film in sorted(small_reel.glob("*.mp4")):
+    for film in sorted(reel.glob("*.mp4")):
         probed = probe(film)
         proxy, shots = split_film(probed, tmp_path / f"{film.stem}.proxy.mp4")
         for shot in label_shots(proxy, shots.shots, probed.film_id):
@@ -110,7 +110,7 @@ def test_labeller_accuracy_on_the_reel(small_reel, tmp_path):
     accuracy = labeller_accuracy(agreement)
 
     tracker = Tracker.for_home(tmp_path / "home")
-    with tracker.start_run("labeller accuracy on the reel") as run:
+    with tracker.start_run(run_name) as run:
         run.log_metrics({f"accuracy_{f}": a for f, a in accuracy.items()})
         for family in FAMILIES:
             part = agreement[agreement["family"] == family]
@@ -119,5 +119,34 @@ def test_labeller_accuracy_on_the_reel(small_reel, tmp_path):
             run.log_figure(confusion_figure(matrix, family), f"confusion_{family}.png")
     logged = {a.path for a in MlflowClient(tracker.tracking_uri).list_artifacts(run.run_id)}
     assert logged == {f"confusion_{f}.png" for f in FAMILIES}
+    print(f"{run_name}: {accuracy}")
+    return accuracy
+
+
+def test_labeller_accuracy_on_the_reel(small_reel, tmp_path):
+    """Regression floors on the tests' small reel (320x180, 24 shots), as the pipeline labels it."""
+    accuracy = _pipeline_accuracy(small_reel, tmp_path, "labeller accuracy on the small reel")
     for family, floor in FLOORS.items():
         assert accuracy[family] >= floor, (family, accuracy)
+
+
+# issue 3's targets on the reel
+TARGETS = {"movement": 0.95, "framing": 0.9, "angle": 0.85}
+
+
+@pytest.fixture(scope="session")
+def default_reel(tmp_path_factory) -> Path:
+    """The built-in reel as ``cinepipe reel`` renders it by default (seed 0: 6 films of 8 shots, 640x360)."""
+    from cinepipe.reel import generate_reel
+
+    out = tmp_path_factory.mktemp("default_reel")
+    generate_reel(out, seed=0)
+    return out
+
+
+def test_issue_targets_on_the_default_reel(default_reel, tmp_path):
+    """Issue 3's accuracy targets on the default reel, shots detected, trimmed and labelled as the pipeline does
+    (measured with labellers movement v6, framing v6, angle v5: 0.979, 0.979, 0.917)."""
+    accuracy = _pipeline_accuracy(default_reel, tmp_path, "labeller accuracy on the default reel")
+    for family, target in TARGETS.items():
+        assert accuracy[family] >= target, (family, accuracy)
