@@ -32,6 +32,7 @@ class CameraClipConfig(Config):
     frames: int = ClipModelSettings.frames
     pooling: str = ClipModelSettings.pooling
     motion_features: str = ClipModelSettings.motion_features  # "flow" or "frames" (see cinepipe.clip_settings)
+    appearance_input: bool = ClipModelSettings.appearance_input  # a small CNN over each frame's picture
     epochs: int = TrainSettings.epochs
     batch_size: int = TrainSettings.batch_size
     lr: float = TrainSettings.lr
@@ -40,6 +41,8 @@ class CameraClipConfig(Config):
     # each clip's caption with one label changed, to be scored below its own (cinepipe.clip_settings); weight 0: off
     hard_negative_weight: float = TrainSettings.hard_negative_weight
     hard_negatives: List[str] = list(TrainSettings.hard_negatives)
+    label_prompt_weight: float = TrainSettings.label_prompt_weight  # each clip picks its labels' prompts; 0: off
+    label_head_weight: float = TrainSettings.label_head_weight  # shared label classifiers on clip and caption; 0: off
     compare_mean_pooling: bool = True
     synthetic_films: int = CameraClipSettings.synthetic_films  # synthetic reel films trained on too; 0: none
     synthetic_test_films: int = CameraClipSettings.synthetic_test_films  # other synthetic films evaluated; 0: none
@@ -47,11 +50,14 @@ class CameraClipConfig(Config):
     def settings(self) -> CameraClipSettings:
         return CameraClipSettings(
             model=ClipModelSettings(arch=self.arch, pretrained=self.pretrained, frames=self.frames,
-                                    pooling=self.pooling, motion_features=self.motion_features),
+                                    pooling=self.pooling, motion_features=self.motion_features,
+                                    appearance_input=self.appearance_input),
             training=TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                    grad_accum=self.grad_accum, seed=self.seed,
                                    hard_negative_weight=self.hard_negative_weight,
-                                   hard_negatives=tuple(self.hard_negatives)),
+                                   hard_negatives=tuple(self.hard_negatives),
+                                   label_prompt_weight=self.label_prompt_weight,
+                                   label_head_weight=self.label_head_weight),
             compare_mean_pooling=self.compare_mean_pooling, synthetic_films=self.synthetic_films,
             synthetic_test_films=self.synthetic_test_films)
 
@@ -60,7 +66,7 @@ def _settings_key(settings: CameraClipSettings) -> str:
     return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="5",
+@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="6",
        op_tags=TRAINING_STEP_TAGS,
        automation_condition=on_dataset_version_change())
 def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: CinepipeHome,

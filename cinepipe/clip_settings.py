@@ -26,6 +26,10 @@ class ClipModelSettings:
     # this setting existed load as "frames"). Measured on 80 held-out reel clips, trained on the default reel's 32:
     # zero-shot movement 0.29 against 0.10, direction test 0.71 against 0.54, for 1.2x the training time.
     motion_features: str = "flow"
+    # a small CNN (group-normalised) over each frame's colour picture, beside the ViT: framing is the subject's size,
+    # which the tiny ViT trained from nothing hardly learns. Measured with the label heads below, main job's dataset,
+    # 16 epochs: see label_head_weight
+    appearance_input: bool = True
 
     def __post_init__(self):
         if self.pooling not in POOLINGS:
@@ -73,6 +77,10 @@ class TrainSettings:
     # 1.0 / 0.75 both ways, synthetic R@1 0.36 / 0.35 / 0.39 against 0.36 / 0.43 / 0.35); framing stays unlearnt
     # (0.26-0.29) either way. 12 % more training time.
     label_prompt_weight: float = 1.0
+    # label heads: a linear classifier per category (framing, angle, movement), the same one reading the clip's
+    # embedding and its caption's, trained with them (a cross-entropy per category, this weight; 0: off) and
+    # dropped after training: both towers must carry each label along the same directions
+    label_head_weight: float = 1.0
 
     def __post_init__(self):
         unknown = sorted(set(self.hard_negatives) - set(HARD_NEGATIVE_KINDS))
@@ -80,8 +88,9 @@ class TrainSettings:
             raise ValueError(f"hard_negatives must be among {HARD_NEGATIVE_KINDS}, not {unknown}")
         if self.hard_negative_weight < 0:
             raise ValueError(f"hard_negative_weight must be >= 0, not {self.hard_negative_weight}")
-        if self.label_prompt_weight < 0:
-            raise ValueError(f"label_prompt_weight must be >= 0, not {self.label_prompt_weight}")
+        for name in ("label_prompt_weight", "label_head_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ AdamW with linear warm-up and cosine decay; on a GPU, mixed precision (bf16 wher
 gradient scaler) and gradient accumulation (``grad_accum`` batches per optimiser step; on the CPU too). Captions:
 each epoch draws a fresh caption template per clip (``caption_variants``), so the text tower learns the labels,
 not one sentence per clip. Hard negatives (``TrainSettings.hard_negatives``; by default each movement clip's
-caption with the opposite direction) add a cross-entropy of choosing the true caption among them. A checkpoint
+caption with the opposite direction) add a cross-entropy of choosing the true caption among them; label prompts and
+label heads (``label_prompt_weight``, ``label_head_weight``) ask both towers for each label. A checkpoint
 (model, optimiser, schedule, epoch, history and the caller's ``extra``, e.g. the MLflow run id) is written
 atomically after every epoch; ``train`` resumes from it when it exists, so a killed training continues where the
 last epoch ended.
@@ -139,6 +140,26 @@ def label_prompt_loss(model: CameraClip, tokenizer, video: torch.Tensor, scale: 
     return torch.stack(losses).mean() if losses else None
 
 
+class LabelHeads(torch.nn.Module):
+    """A linear classifier per category over an embedding (a clip's, or its caption's: the same classifiers read
+    both): a training-time aid, saved in the training checkpoint, not part of the model."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({f: torch.nn.Linear(dim, len(TAXONOMY.values(f))) for f in FAMILIES})
+
+    def loss(self, video: torch.Tensor, rows: list[dict]) -> torch.Tensor | None:
+        """Mean over the categories of the cross-entropy of each labelled clip's value; None when none is."""
+        losses = []
+        for family, head in self.heads.items():
+            values = list(TAXONOMY.values(family))
+            known = [i for i, r in enumerate(rows) if r.get(family) in values]
+            if known:
+                target = torch.tensor([values.index(rows[i][family]) for i in known], device=video.device)
+                losses.append(torch.nn.functional.cross_entropy(head(video[known].float()), target))
+        return torch.stack(losses).mean() if losses else None
+
+
 def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], settings: TrainSettings,
           checkpoint: Path | None = None, extra: dict | None = None,
           on_step: Callable[[int, dict], None] | None = None,
@@ -147,9 +168,10 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
     from open_clip.loss import ClipLoss
 
     device = next(model.parameters()).device
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n and "embedding" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n
-                                                            and "embedding" not in n)]
+    heads = LabelHeads(model.embed_dim).to(device) if settings.label_head_weight > 0 else None
+    named = list(model.named_parameters()) + (list(heads.named_parameters()) if heads is not None else [])
+    decay = [p for n, p in named if p.ndim >= 2 and "position" not in n and "embedding" not in n]
+    rest = [p for n, p in named if not (p.ndim >= 2 and "position" not in n and "embedding" not in n)]
     optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": rest, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.98),
                                   eps=1e-6)
@@ -163,6 +185,8 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
     if checkpoint is not None and Path(checkpoint).exists():
         saved = torch.load(checkpoint, map_location=device, weights_only=False)
         model.load_state_dict(saved["model"])
+        if heads is not None and saved.get("heads") is not None:
+            heads.load_state_dict(saved["heads"])
         optimiser.load_state_dict(saved["optimiser"])
         scheduler.load_state_dict(saved["scheduler"])
         state = TrainState(saved["epoch"], saved["step"], saved["history"], {**saved.get("extra", {})})
@@ -195,6 +219,12 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
                     prompted = label_prompt_loss(model, tokenizer, v, scale, batch_rows, epoch * len(batches) + b)
                     if prompted is not None:
                         loss = loss + settings.label_prompt_weight * prompted
+                if heads is not None:
+                    # the same classifiers read the clip and its caption: both must carry each label, along the
+                    # same directions
+                    supervised = [x for x in (heads.loss(v, batch_rows), heads.loss(t, batch_rows)) if x is not None]
+                    if supervised:
+                        loss = loss + settings.label_head_weight * torch.stack(supervised).mean()
                 loss = loss / settings.grad_accum
             (scaler.scale(loss) if scaler else loss).backward()
             if (b + 1) % settings.grad_accum == 0 or b + 1 == len(batches):
@@ -226,7 +256,8 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
                 torch.save({"model": model.state_dict(), "optimiser": optimiser.state_dict(),
                             "scheduler": scheduler.state_dict(), "epoch": state.epoch, "step": state.step,
                             "history": state.history, "extra": state.extra,
-                            "settings": asdict(settings)}, tmp)
+                            "settings": asdict(settings),
+                            "heads": heads.state_dict() if heads is not None else None}, tmp)
     model.eval()
     return state
 

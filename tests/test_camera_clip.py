@@ -9,7 +9,8 @@ from cinepipe.clip_data import build_frame_cache, sample_positions, unique_label
 from cinepipe.clip_eval import retrieval_metrics
 from cinepipe.clip_model import FLOW_UNIT, build_model, load_checkpoint, optical_flow, save_checkpoint
 from cinepipe.clip_settings import ClipModelSettings, TrainSettings
-from cinepipe.clip_train import hard_negative_loss, hard_negative_texts, label_prompt_loss, lr_factor, train
+from cinepipe.clip_train import (LabelHeads, hard_negative_loss, hard_negative_texts, label_prompt_loss, lr_factor,
+                                 train)
 from media_fixtures import _ff
 
 
@@ -43,6 +44,47 @@ def _drifting_texture(dx: int, dy: int, frames: int = 4, size: int = 64) -> torc
     return torch.stack(crops)[None]
 
 
+def test_untrained_appearance_cnn_adds_nothing_and_old_checkpoints_load_without_it(tmp_path):
+    torch.manual_seed(0)
+    video = torch.randn(2, 8, 3, 64, 64)
+    plain, _ = build_model(ClipModelSettings(appearance_input=False), "cpu")
+    seen, _ = build_model(ClipModelSettings(appearance_input=True), "cpu")
+    assert plain.appearance is None and seen.appearance is not None
+    missing, unexpected = seen.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("appearance.") for k in missing)
+    with torch.no_grad():
+        assert torch.allclose(seen.encode_video(video), plain.encode_video(video), atol=1e-6)  # zero projection
+        torch.nn.init.normal_(seen.appearance.out.weight, std=0.1)  # as after training: it reads the picture
+        assert (seen.encode_video(video) - plain.encode_video(video)).abs().max() > 1e-3
+    save_checkpoint(tmp_path / "old.pt", plain)
+    payload = torch.load(tmp_path / "old.pt", weights_only=False)
+    del payload["settings"]["appearance_input"]  # written before the setting existed
+    torch.save(payload, tmp_path / "old.pt")
+    loaded, _, _ = load_checkpoint(tmp_path / "old.pt", "cpu")
+    assert not loaded.settings.appearance_input and loaded.appearance is None
+
+
+def test_label_heads_read_each_category_and_skip_unknown_labels():
+    from cinepipe.taxonomy import TAXONOMY
+
+    torch.manual_seed(0)
+    heads = LabelHeads(16)
+    rows = [{"framing": "close_up", "angle": "low_angle", "movement": "pan_left"},
+            {"framing": "long_shot", "angle": None, "movement": "static"}]
+    x = torch.randn(2, 16, requires_grad=True)
+    loss = heads.loss(x, rows)
+    expected = []
+    with torch.no_grad():
+        for family, known in (("framing", [0, 1]), ("angle", [0]), ("movement", [0, 1])):
+            values = list(TAXONOMY.values(family))
+            target = torch.tensor([values.index(rows[i][family]) for i in known])
+            expected.append(float(torch.nn.functional.cross_entropy(heads.heads[family](x[known]), target)))
+    assert float(loss) == pytest.approx(np.mean(expected), rel=1e-6)
+    loss.backward()
+    assert float(x.grad.abs().sum()) > 0
+    assert heads.loss(x, [{"framing": None, "angle": None, "movement": None}] * 2) is None
+
+
 def test_optical_flow_follows_the_picture():
     right = optical_flow(_drifting_texture(2, 0))  # [1, 2 (T-1), H, W]: x, y of each pair
     assert right.shape == (1, 6, 64, 64)
@@ -50,6 +92,10 @@ def test_optical_flow_follows_the_picture():
     assert inner[0::2].min() > 1.5 and inner[1::2].abs().max() < 0.3  # 2 px right a frame, no vertical motion
     up = optical_flow(_drifting_texture(0, -2))[0, :, 16:48, 16:48].mean((1, 2)) * FLOW_UNIT
     assert up[1::2].max() < -1.5 and up[0::2].abs().max() < 0.3
+    fading = _drifting_texture(2, 0)
+    fading[:, -1] *= 0.05  # the last frame fades to black: still 2 px right (before: 1.0 px right, 0.3 down)
+    faded = optical_flow(fading)[0, :, 16:48, 16:48].mean((1, 2)) * FLOW_UNIT
+    assert faded[0::2].min() > 1.5 and faded[1::2].abs().max() < 0.3
 
 
 def test_motion_input_sees_the_flow_and_old_checkpoints_load_without_it(tmp_path):
@@ -195,6 +241,7 @@ def test_frame_cache_and_training_resume(tmp_path):
     first = train(model, tok, cache, rows, TrainSettings(epochs=1, batch_size=4), tmp_path / "run.ckpt",
                   extra={"mlflow_run_id": "r1"})
     assert first.epoch == 1
+    assert set(torch.load(tmp_path / "run.ckpt", weights_only=False)["heads"]) >= {"heads.framing.weight"}
     resumed = train(build_model(ClipModelSettings(frames=4), "cpu")[0], tok, cache, rows, settings,
                     tmp_path / "run.ckpt")
     assert resumed.epoch == 2 and len(resumed.history) == 2 and resumed.extra == {"mlflow_run_id": "r1"}
