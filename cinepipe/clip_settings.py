@@ -27,8 +27,9 @@ class ClipModelSettings:
     # zero-shot movement 0.29 against 0.10, direction test 0.71 against 0.54, for 1.2x the training time.
     motion_features: str = "flow"
     # a small CNN (group-normalised) over each frame's colour picture, beside the ViT: framing is the subject's size,
-    # which the tiny ViT trained from nothing hardly learns. Measured with the label heads below, main job's dataset,
-    # 16 epochs: see label_head_weight
+    # which the tiny ViT trained from nothing hardly learns. Measured (default reel dataset, 16 epochs, seed 0, with
+    # the label heads), on 80 held-out synthetic clips: R@1 0.36 -> 0.46, R@5 0.89 -> 0.96, for 1.15x the time.
+    # The mean-pooling baseline keeps it (it is order-free)
     appearance_input: bool = True
 
     def __post_init__(self):
@@ -79,7 +80,8 @@ class TrainSettings:
     label_prompt_weight: float = 1.0
     # label heads: a linear classifier per category (framing, angle, movement), the same one reading the clip's
     # embedding and its caption's, trained with them (a cross-entropy per category, this weight; 0: off) and
-    # dropped after training: both towers must carry each label along the same directions
+    # dropped after training: both towers must carry each label along the same directions. Measured with the rest of
+    # session 14's model (seed 0): held-out synthetic R@1 0.49 with them, 0.46 without; test film 1.00 either way
     label_head_weight: float = 1.0
 
     def __post_init__(self):

@@ -148,15 +148,16 @@ class LabelHeads(torch.nn.Module):
         super().__init__()
         self.heads = torch.nn.ModuleDict({f: torch.nn.Linear(dim, len(TAXONOMY.values(f))) for f in FAMILIES})
 
-    def loss(self, video: torch.Tensor, rows: list[dict]) -> torch.Tensor | None:
-        """Mean over the categories of the cross-entropy of each labelled clip's value; None when none is."""
+    def loss(self, embeddings: torch.Tensor, rows: list[dict]) -> torch.Tensor | None:
+        """Mean over the categories of the cross-entropy of each labelled row's value, read from its embedding (row
+        i of ``embeddings``); None when no row has a label."""
         losses = []
         for family, head in self.heads.items():
             values = list(TAXONOMY.values(family))
             known = [i for i, r in enumerate(rows) if r.get(family) in values]
             if known:
-                target = torch.tensor([values.index(rows[i][family]) for i in known], device=video.device)
-                losses.append(torch.nn.functional.cross_entropy(head(video[known].float()), target))
+                target = torch.tensor([values.index(rows[i][family]) for i in known], device=embeddings.device)
+                losses.append(torch.nn.functional.cross_entropy(head(embeddings[known].float()), target))
         return torch.stack(losses).mean() if losses else None
 
 
