@@ -86,6 +86,12 @@ class TemporalPool(nn.Module):
 FLOW_UNIT = 2.0  # pixels of flow (at the model's frame size) per unit of the motion CNN's input
 
 
+def contrast_normalised(grey: torch.Tensor, floor: float) -> torch.Tensor:
+    """Each frame of ``grey`` [..., H, W] to zero mean and unit standard deviation (the deviation taken as at least
+    ``floor``, so a flat frame stays flat): a fade or a flash changes a frame's brightness, not its motion."""
+    return (grey - grey.mean((-2, -1), keepdim=True)) / grey.std((-2, -1), keepdim=True).clamp(min=floor)
+
+
 @torch.no_grad()
 def optical_flow(grey: torch.Tensor) -> torch.Tensor:
     """Dense optical flow between consecutive frames: grey frames [B, T, H, W] -> [B, 2 (T - 1), H, W]
@@ -93,12 +99,10 @@ def optical_flow(grey: torch.Tensor) -> torch.Tensor:
     import cv2
     import numpy as np
 
-    # each frame's contrast is normalised first: a fade or a flash changes the brightness, not the motion (without
-    # this, a clip ending in a fade to black read as a fast pan in its last frame pair)
-    grey = grey.detach().float()
-    mean = grey.mean((-2, -1), keepdim=True)
-    std = grey.std((-2, -1), keepdim=True).clamp(min=0.01)
-    frames = ((grey - mean) / std).mul(48).add(128).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+    # each frame's contrast is normalised first (without this, a clip ending in a fade to black read as a fast pan
+    # in its last frame pair)
+    frames = contrast_normalised(grey.detach().float(), 0.01).mul(48).add(128).clamp(0, 255).round()
+    frames = frames.to(torch.uint8).cpu().numpy()
     b, t, h, w = frames.shape
     out = np.zeros((b, max(0, t - 1), 2, h, w), np.float32)
     for i in range(b):
@@ -130,8 +134,7 @@ class MotionEncoder(nn.Module):
     def forward(self, video: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
         """``video``: normalised frames [B, T, 3, H, W]; ``flow``: ``optical_flow`` of them (when built with it)."""
         grey = video.mean(2)  # [B, T, H, W]
-        # each frame's contrast normalised, as for the flow: a fade is not motion
-        grey = (grey - grey.mean((-2, -1), keepdim=True)) / grey.std((-2, -1), keepdim=True).clamp(min=0.05)
+        grey = contrast_normalised(grey, 0.05)  # as for the flow: a fade is not motion
         channels = [grey, grey[:, 1:] - grey[:, :-1]] + ([flow] if self.flow else [])
         return self.out(self.net(torch.cat(channels, 1)))
 
