@@ -33,6 +33,7 @@ class CameraClipConfig(Config):
     pooling: str = ClipModelSettings.pooling
     motion_features: str = ClipModelSettings.motion_features  # "flow" or "frames" (see cinepipe.clip_settings)
     appearance_input: bool = ClipModelSettings.appearance_input  # a small CNN over each frame's picture
+    image_frames: Optional[int] = ClipModelSettings.image_frames  # frames through the image tower; None: all
     epochs: int = TrainSettings.epochs
     batch_size: int = TrainSettings.batch_size
     lr: float = TrainSettings.lr
@@ -43,6 +44,7 @@ class CameraClipConfig(Config):
     hard_negatives: List[str] = list(TrainSettings.hard_negatives)
     label_prompt_weight: float = TrainSettings.label_prompt_weight  # each clip picks its labels' prompts; 0: off
     label_head_weight: float = TrainSettings.label_head_weight  # shared label classifiers on clip and caption; 0: off
+    augment: bool = TrainSettings.augment  # clips shown mirrored / played backwards, labels following
     compare_mean_pooling: bool = True
     synthetic_films: int = CameraClipSettings.synthetic_films  # synthetic reel films trained on too; 0: none
     synthetic_test_films: int = CameraClipSettings.synthetic_test_films  # other synthetic films evaluated; 0: none
@@ -51,13 +53,13 @@ class CameraClipConfig(Config):
         return CameraClipSettings(
             model=ClipModelSettings(arch=self.arch, pretrained=self.pretrained, frames=self.frames,
                                     pooling=self.pooling, motion_features=self.motion_features,
-                                    appearance_input=self.appearance_input),
+                                    appearance_input=self.appearance_input, image_frames=self.image_frames),
             training=TrainSettings(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                                    grad_accum=self.grad_accum, seed=self.seed,
                                    hard_negative_weight=self.hard_negative_weight,
                                    hard_negatives=tuple(self.hard_negatives),
                                    label_prompt_weight=self.label_prompt_weight,
-                                   label_head_weight=self.label_head_weight),
+                                   label_head_weight=self.label_head_weight, augment=self.augment),
             compare_mean_pooling=self.compare_mean_pooling, synthetic_films=self.synthetic_films,
             synthetic_test_films=self.synthetic_test_films)
 
@@ -66,7 +68,7 @@ def _settings_key(settings: CameraClipSettings) -> str:
     return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="6",
+@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="7",
        op_tags=TRAINING_STEP_TAGS,
        automation_condition=on_dataset_version_change())
 def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: CinepipeHome,

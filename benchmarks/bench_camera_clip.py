@@ -10,11 +10,12 @@ Measured in one run, on the embedded default model (``cinepipe-tiny``, temporal 
 - **cinepipe**: ``cinepipe.clip_train.train`` as the ``camera_clip`` asset runs it (label-unique batches, caption
   variants, AdamW with warm-up and cosine decay, a checkpoint every epoch), on a warm frame cache, with the
   InfoNCE loss alone (``hard_negative_weight``, ``label_prompt_weight`` and ``label_head_weight`` 0: the bare
-  loop's objective), and
-  again with the default objective (hard negatives: each movement clip's caption with the opposite direction;
-  label prompts: each clip's framing, angle and movement among their zero-shot prompts; extra text batches a
-  step; label heads), whose cost is reported apart. cinepipe computes each clip's optical flow (the motion CNN's
-  input) once per training, the bare loop in every forward pass, as the model does when given frames alone;
+  loop's objective; ``augment`` off: the bare loop shows each clip as it is), and
+  again with the default objective and augmentation (hard negatives: each movement clip's caption with the
+  opposite direction; label prompts: each clip's framing, angle and movement among their zero-shot prompts; extra
+  text batches a step; label heads; clips mirrored or played backwards), whose cost is reported apart. cinepipe
+  computes each clip's optical flow (the motion CNN's input) once per training (once per transform shown), the
+  bare loop in every forward pass, as the model does when given frames alone;
 - **bare loop**: the same model and the same cached frames, written here with nothing but open_clip's
   ``ClipLoss``, a plain ``AdamW`` and shuffled batches of the same size;
 - **first epoch**: the frame cache built from the clip files (every clip decoded once) plus one epoch, against
@@ -122,7 +123,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="cinepipe-bench-clip-"))
     size = build_model(settings.model)[0].image_size
     best = {"cinepipe": 0.0, "bare": 0.0, "hard": 0.0}
-    plain = replace(settings.training, hard_negative_weight=0.0, label_prompt_weight=0.0, label_head_weight=0.0)
+    plain = replace(settings.training, hard_negative_weight=0.0, label_prompt_weight=0.0, label_head_weight=0.0,
+                    augment=False)
     first = None
     try:
         for run in range(args.repeat):

@@ -161,6 +161,16 @@ class AppearanceEncoder(nn.Module):
         return self.out(self.net(video.flatten(0, 1)).view(b, t, -1).mean(1))
 
 
+def image_frame_positions(frames: int, image_frames: int | None) -> list[int]:
+    """Which of a clip's ``frames`` sampled frames the image tower encodes: ``image_frames`` of them spread evenly
+    (first and last included), or all of them (None, or at least ``frames``)."""
+    if image_frames is None or image_frames >= frames:
+        return list(range(frames))
+    if image_frames <= 1:
+        return [frames // 2]
+    return [round(i * (frames - 1) / (image_frames - 1)) for i in range(image_frames)]
+
+
 class CameraClip(nn.Module):
     """open_clip's CLIP with a video encoder. ``encode_video`` takes float frames [B, T, 3, H, W], already
     normalised with ``mean``/``std``; ``encode_text`` takes token ids [B, L]. Both return unit vectors."""
@@ -199,8 +209,9 @@ class CameraClip(nn.Module):
 
     def encode_video(self, video: torch.Tensor, flow: torch.Tensor | None = None) -> torch.Tensor:
         """Unit embeddings of normalised frames; ``flow``: their ``motion_flow``, when already computed."""
-        b, t = video.shape[:2]
-        per_frame = self.clip.encode_image(video.flatten(0, 1)).view(b, t, -1)
+        seen = video[:, image_frame_positions(video.shape[1], self.settings.image_frames)]
+        b, t = seen.shape[:2]
+        per_frame = self.clip.encode_image(seen.flatten(0, 1)).view(b, t, -1)
         pooled = self.temporal(per_frame) if self.temporal is not None else per_frame.mean(1)
         if self.motion is not None:
             pooled = pooled + self.motion(video, flow if flow is not None else self.motion_flow(video))
@@ -255,8 +266,9 @@ def save_checkpoint(path: str | Path, model: CameraClip, extra: dict | None = No
 def load_checkpoint(path: str | Path, device: torch.device | str | None = None) -> tuple[CameraClip, object, dict]:
     """A CameraCLIP saved by ``save_checkpoint``: (model in eval mode, tokenizer, the checkpoint's extra data)."""
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    # saved before the flow input existed: frames; before the appearance CNN: none
-    saved = {"motion_features": "frames", "appearance_input": False, **payload["settings"]}
+    # saved before the flow input existed: frames; before the appearance CNN: none;
+    # before the image_frames setting: every frame through the image tower
+    saved = {"motion_features": "frames", "appearance_input": False, "image_frames": None, **payload["settings"]}
     settings = ClipModelSettings(**{**saved, "pretrained": None})
     model, tokenizer = build_model(settings, device)
     model.load_state_dict(payload["state_dict"])

@@ -18,6 +18,9 @@ class ClipModelSettings:
     pretrained: str | None = None  # a local open_clip checkpoint file (real use); None: fresh weights
     frames: int = 8  # frames sampled per clip
     pooling: str = "temporal"  # "temporal" (order-aware) or "mean"
+    # how many of those frames the image tower encodes (spread evenly; None: all): the tower is most of a training
+    # step's time (75 % with all 8), and the motion and appearance CNNs see every frame
+    image_frames: int | None = 4
     temporal_layers: int = 2
     temporal_heads: int = 4
     motion_input: bool = True  # with temporal pooling: a small CNN over how the picture changes between frames
@@ -83,6 +86,9 @@ class TrainSettings:
     # dropped after training: both towers must carry each label along the same directions. Measured with the rest of
     # session 14's model (seed 0): held-out synthetic R@1 0.49 with them, 0.46 without; test film 1.00 either way
     label_head_weight: float = 1.0
+    # label-aware augmentation (cinepipe.clip_augment): each epoch shows each clip as it is, mirrored, played
+    # backwards or both, drawn afresh, with the movement (and caption) it then shows
+    augment: bool = True
 
     def __post_init__(self):
         unknown = sorted(set(self.hard_negatives) - set(HARD_NEGATIVE_KINDS))
@@ -103,7 +109,7 @@ class CameraClipSettings:
     cache_workers: int = 2
     # films (8 shots each) of synthetic reel clips trained on beside the dataset's train split
     # (cinepipe.clip_synthetic); 0: the dataset alone
-    synthetic_films: int = 40
+    synthetic_films: int = 80
     # films (8 shots each) of other synthetic clips, never trained on, evaluated too (``synthetic_test_*``
     # metrics): 80 clips give steadier figures than the default reel's 8 test clips; 0: none
     synthetic_test_films: int = 10

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cinepipe.captions import caption
+from cinepipe.clip_augment import TRANSFORMS, Transform, transform_clips, transformed_movement
 from cinepipe.clip_data import FrameCache, label_key, unique_label_batches
 from cinepipe.clip_eval import prompts_for
 from cinepipe.clip_model import CameraClip
@@ -176,10 +177,12 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
     optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": settings.weight_decay},
                                    {"params": rest, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.98),
                                   eps=1e-6)
-    keys = [label_key(r) for r in rows]
     positions = cache.rows([r["shot_id"] for r in rows])
-    steps_per_epoch = math.ceil(len(unique_label_batches(keys, settings.batch_size, 0)) / settings.grad_accum)
-    total = max(1, steps_per_epoch * settings.epochs)
+    # every epoch's clips (each shown as one transform, with the labels it then shows) and batches, drawn up front:
+    # the schedule's length is their total
+    epochs = [epoch_plan(rows, settings, epoch) for epoch in range(settings.epochs)]
+    steps = [math.ceil(len(batches) / settings.grad_accum) for _, _, batches in epochs]
+    total = max(1, sum(steps))
     warmup = int(settings.warmup_fraction * total)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: lr_factor(s, total, warmup))
     state = TrainState(extra=dict(extra or {}))
@@ -192,23 +195,29 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
         scheduler.load_state_dict(saved["scheduler"])
         state = TrainState(saved["epoch"], saved["step"], saved["history"], {**saved.get("extra", {})})
     # computed once, not once an epoch; not at all when a finished training is resumed
-    flows = clip_flows(model, cache, positions) if state.epoch < settings.epochs else None
+    shown = sorted({TRANSFORMS.index(t) for _, chosen, _ in epochs[state.epoch:] for t in chosen})
+    flows = {i: clip_flows(model, cache, positions, TRANSFORMS[i]) for i in shown}
     autocast, dtype = _autocast(device, settings.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     loss_fn = ClipLoss()
     model.train()
     for epoch in range(state.epoch, settings.epochs):
         started, losses, seen = time.perf_counter(), [], 0
-        batches = unique_label_batches(keys, settings.batch_size, settings.seed * 100003 + epoch)
-        random.Random(epoch).shuffle(batches)
+        epoch_rows, chosen, batches = epochs[epoch]
         optimiser.zero_grad(set_to_none=True)
         for b, batch in enumerate(batches):
-            batch_rows = [rows[i] for i in batch]
-            video = model.normalise_frames(torch.from_numpy(np.ascontiguousarray(cache.frames[positions[batch]])))
+            batch_rows = [epoch_rows[i] for i in batch]
+            frames = cache.frames[positions[batch]]
+            for k, i in enumerate(batch):
+                if chosen[i] != TRANSFORMS[0]:
+                    frames[k] = transform_clips(frames[k], chosen[i])
+            video = model.normalise_frames(torch.from_numpy(frames))
             tokens = tokenizer(batch_texts(batch_rows, epoch, settings.caption_variants)).to(device)
             negatives = (hard_negative_texts(batch_rows, epoch, settings.hard_negatives, settings.caption_variants)
                          if settings.hard_negative_weight > 0 else [])
-            flow = torch.from_numpy(flows[batch]).to(device) if flows is not None else None
+            flow = None
+            if model.motion is not None and model.motion.flow:
+                flow = torch.from_numpy(np.stack([flows[TRANSFORMS.index(chosen[i])][i] for i in batch])).to(device)
             with autocast:
                 v, t, scale = model(video, tokens, flow)
                 loss = loss_fn(v, t, scale)
@@ -263,16 +272,38 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
     return state
 
 
+def epoch_plan(rows: list[dict], settings: TrainSettings, epoch: int
+               ) -> tuple[list[dict], list[Transform], list[list[int]]]:
+    """One epoch's rows, the transform each clip is shown with, and its label-unique batches (shuffled). With
+    ``settings.augment`` each clip is shown mirrored, played backwards, both or as it is (drawn from the seed and
+    the epoch), and its row carries the movement it then shows (``cinepipe.clip_augment``) and that caption."""
+    if settings.augment:
+        draw = np.random.default_rng([settings.seed, epoch, 17]).integers(0, len(TRANSFORMS), len(rows))
+        chosen = [TRANSFORMS[int(i)] for i in draw]
+    else:
+        chosen = [TRANSFORMS[0]] * len(rows)
+    shown = []
+    for r, transform in zip(rows, chosen):
+        movement = transformed_movement(r["movement"], transform)
+        if movement != r["movement"]:
+            r = {**r, "movement": movement, "caption": caption(r["shot_id"], r["framing"], r["angle"], movement)}
+        shown.append(r)
+    batches = unique_label_batches([label_key(r) for r in shown], settings.batch_size,
+                                   settings.seed * 100003 + epoch)
+    random.Random(epoch).shuffle(batches)
+    return shown, chosen, batches
+
+
 @torch.no_grad()
-def clip_flows(model: CameraClip, cache: FrameCache, positions: np.ndarray, batch_size: int = 64
-               ) -> np.ndarray | None:
-    """The motion CNN's optical flow of every clip at ``positions`` of the cache (float32, CPU), in that order;
-    None when the model sees no flow."""
+def clip_flows(model: CameraClip, cache: FrameCache, positions: np.ndarray, transform: Transform = TRANSFORMS[0],
+               batch_size: int = 64) -> np.ndarray | None:
+    """The motion CNN's optical flow of every clip at ``positions`` of the cache, shown with ``transform``
+    (float32, CPU), in that order; None when the model sees no flow."""
     if model.motion is None or not model.motion.flow:
         return None
     out = []
     for i in range(0, len(positions), batch_size):
-        frames = torch.from_numpy(np.ascontiguousarray(cache.frames[positions[i:i + batch_size]]))
+        frames = torch.from_numpy(transform_clips(cache.frames[positions[i:i + batch_size]], transform))
         out.append(model.motion_flow(model.normalise_frames(frames)).cpu().numpy())
     return np.concatenate(out)
 

@@ -28,11 +28,33 @@ def test_temporal_pooling_hears_frame_order_and_mean_pooling_cannot():
 def test_untrained_temporal_module_is_mean_pooling():
     torch.manual_seed(0)
     video = torch.randn(2, 8, 3, 64, 64)
-    model, _ = build_model(ClipModelSettings(pooling="temporal"), "cpu")
+    model, _ = build_model(ClipModelSettings(pooling="temporal", image_frames=None), "cpu")
     with torch.no_grad():
         per_frame = model.clip.encode_image(video.flatten(0, 1)).view(2, 8, -1).mean(1)
         expected = torch.nn.functional.normalize(per_frame, dim=-1)
         assert torch.allclose(model.encode_video(video), expected, atol=1e-5)
+
+
+def test_image_tower_sees_the_chosen_frames_and_old_checkpoints_see_all(tmp_path):
+    from cinepipe.clip_model import image_frame_positions
+
+    assert image_frame_positions(8, 4) == [0, 2, 5, 7] and image_frame_positions(8, None) == list(range(8))
+    assert image_frame_positions(8, 8) == list(range(8)) and image_frame_positions(8, 1) == [4]
+    torch.manual_seed(0)
+    video = torch.randn(2, 8, 3, 64, 64)
+    model, _ = build_model(ClipModelSettings(image_frames=4), "cpu")
+    torch.nn.init.normal_(model.temporal.out.weight, std=0.1)  # as after training
+    other = video.clone()
+    other[:, 3] = 0  # a frame the image tower does not see: the untrained motion and appearance CNNs add nothing
+    with torch.no_grad():
+        assert torch.allclose(model.encode_video(video), model.encode_video(other), atol=1e-6)
+        other[:, 2] = 0  # one it sees
+        assert (model.encode_video(video) - model.encode_video(other)).abs().max() > 1e-3
+    save_checkpoint(tmp_path / "old.pt", model)
+    payload = torch.load(tmp_path / "old.pt", weights_only=False)
+    del payload["settings"]["image_frames"]  # written before the setting existed: every frame
+    torch.save(payload, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt", "cpu")[0].settings.image_frames is None
 
 
 def _drifting_texture(dx: int, dy: int, frames: int = 4, size: int = 64) -> torch.Tensor:
@@ -235,7 +257,7 @@ def test_frame_cache_and_training_resume(tmp_path):
     assert not build_frame_cache(table, "v1", tmp_path / "cache", frames=4, size=64).built  # decoded once
     assert sample_positions(24, 4) == [3, 9, 15, 21]
 
-    settings = TrainSettings(epochs=2, batch_size=4)
+    settings = TrainSettings(epochs=2, batch_size=4, augment=True)
     torch.manual_seed(0)
     model, tok = build_model(ClipModelSettings(frames=4), "cpu")
     first = train(model, tok, cache, rows, TrainSettings(epochs=1, batch_size=4), tmp_path / "run.ckpt",
@@ -245,6 +267,35 @@ def test_frame_cache_and_training_resume(tmp_path):
     resumed = train(build_model(ClipModelSettings(frames=4), "cpu")[0], tok, cache, rows, settings,
                     tmp_path / "run.ckpt")
     assert resumed.epoch == 2 and len(resumed.history) == 2 and resumed.extra == {"mlflow_run_id": "r1"}
+
+
+def test_augmented_epochs_show_each_clip_transformed_with_the_labels_it_then_shows():
+    from cinepipe.captions import caption
+    from cinepipe.clip_augment import TRANSFORMS
+    from cinepipe.clip_train import epoch_plan
+
+    movements = ["pan_left", "truck_right", "zoom_in", "tilt_up", "static", None] * 8
+    rows = [{"shot_id": f"f:{i}", "framing": "close_up", "angle": "eye_level", "caption": "x", "movement": m}
+            for i, m in enumerate(movements)]
+    plain_rows, plain, _ = epoch_plan(rows, TrainSettings(augment=False), 0)
+    assert plain_rows == rows and set(plain) == {TRANSFORMS[0]}
+    seen = set()
+    for epoch in range(3):
+        shown, chosen, batches = epoch_plan(rows, TrainSettings(augment=True, seed=1), epoch)
+        assert (shown, chosen, batches) == epoch_plan(rows, TrainSettings(augment=True, seed=1), epoch)
+        assert sorted(i for b in batches for i in b) == list(range(len(rows)))
+        for r, s, t in zip(rows, shown, chosen):
+            seen.add(t)
+            expected = {(False, False): r["movement"], (True, False): {"pan_left": "pan_right",
+                        "truck_right": "truck_left"}.get(r["movement"], r["movement"]),
+                        (False, True): {"pan_left": "pan_right", "truck_right": "truck_left", "zoom_in": "zoom_out",
+                                        "tilt_up": "tilt_down"}.get(r["movement"], r["movement"]),
+                        (True, True): {"zoom_in": "zoom_out", "tilt_up": "tilt_down"}.get(r["movement"],
+                                                                                         r["movement"])}
+            assert s["movement"] == expected[(t.mirror, t.reverse)]
+            assert s["caption"] == (r["caption"] if s["movement"] == r["movement"]
+                                    else caption(r["shot_id"], r["framing"], r["angle"], s["movement"]))
+    assert seen == set(TRANSFORMS)
 
 
 def test_synthetic_clips_are_labelled_cached_and_of_their_own_films(tmp_path):
