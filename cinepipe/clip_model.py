@@ -5,8 +5,10 @@ Architecture. Any open_clip architecture by name (``ViT-B-32``, ...) or cinepipe
 3-layer text transformer, the embedded default that trains on two CPU cores in minutes). Weights are created fresh,
 or loaded from a local open_clip checkpoint file (``pretrained``: a path; nothing is downloaded).
 
-Video encoding. ``frames`` frames sampled evenly from the clip go through the image tower one by one; the frame
-embeddings are then pooled over time:
+Video encoding. ``frames`` frames are sampled evenly from the clip; ``image_frames`` of them (spread evenly, first
+and last included; default 4 of 8) go through the image tower one by one, the motion and appearance CNNs below see
+all of them. The tower is three quarters of a training step's time with all 8 frames: with 4 the default trains on
+twice the synthetic clips in 1.25x the time. The frame embeddings are then pooled over time:
 
 - ``pooling="temporal"`` (default): a small transformer over the frame embeddings with learned positions, so frame
   order counts (mean pooling cannot tell pan left from pan right: the same frames in reverse give the same mean).

@@ -6,8 +6,8 @@ therefore also trains on clips rendered here: shots of reel films planned with a
 films of the dataset; see ``SYNTHETIC_SEED``), every framing, angle and movement balanced, labelled with the truth
 the renderer used. Only the frames CameraCLIP samples are rendered (``frames`` spread over each shot, the whole
 picture scaled to ``size`` x ``size``, as ``cinepipe.clip_data`` samples a clip file), so 320 clips take about 35 s
-on two cores, once: they are cached beside the frame cache, keyed by the reel generator's version, the seed, the
-count and the sampling, and written atomically.
+on two cores (the default's 640 about 70 s), once: they are cached beside the frame cache, keyed by the reel
+generator's version, the seed, the count and the sampling, and written atomically.
 
 Measured (the default reel's 32 training clips, with and without 320 synthetic clips, the same number of clip
 passes: 40 epochs against 4, flow input in both): on 80 held-out synthetic clips text->video R@5 0.33 -> 0.53;

@@ -5,7 +5,10 @@ gradient scaler) and gradient accumulation (``grad_accum`` batches per optimiser
 each epoch draws a fresh caption template per clip (``caption_variants``), so the text tower learns the labels,
 not one sentence per clip. Hard negatives (``TrainSettings.hard_negatives``; by default each movement clip's
 caption with the opposite direction) add a cross-entropy of choosing the true caption among them; label prompts and
-label heads (``label_prompt_weight``, ``label_head_weight``) ask both towers for each label. A checkpoint
+label heads (``label_prompt_weight``, ``label_head_weight``) ask both towers for each label. With ``augment``
+each epoch shows each clip as it is, mirrored, played backwards or both (``cinepipe.clip_augment``; drawn from
+the seed and the epoch), with the movement it then shows in its caption and labels; the optical flow of each
+transform is computed once per training. A checkpoint
 (model, optimiser, schedule, epoch, history and the caller's ``extra``, e.g. the MLflow run id) is written
 atomically after every epoch; ``train`` resumes from it when it exists, so a killed training continues where the
 last epoch ended.
