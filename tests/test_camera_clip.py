@@ -40,6 +40,8 @@ def test_image_tower_sees_the_chosen_frames_and_old_checkpoints_see_all(tmp_path
 
     assert image_frame_positions(8, 4) == [0, 2, 5, 7] and image_frame_positions(8, None) == list(range(8))
     assert image_frame_positions(8, 8) == list(range(8)) and image_frame_positions(8, 1) == [4]
+    with pytest.raises(ValueError, match="image_frames must be at least 1"):
+        ClipModelSettings(image_frames=0)
     torch.manual_seed(0)
     video = torch.randn(2, 8, 3, 64, 64)
     model, _ = build_model(ClipModelSettings(image_frames=4), "cpu")
