@@ -42,7 +42,7 @@ class ClipModelSettings:
             raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
         if self.motion_features not in MOTION_FEATURES:
             raise ValueError(f"motion_features must be one of {MOTION_FEATURES}, not {self.motion_features!r}")
-        if self.image_frames is not None and not 1 <= self.image_frames:
+        if self.image_frames is not None and self.image_frames < 1:
             raise ValueError(f"image_frames must be at least 1 (or None: every frame), not {self.image_frames}")
         if self.pretrained and not Path(self.pretrained).is_file():
             raise FileNotFoundError(f"{self.pretrained}: no such checkpoint file (CameraCLIP loads local files only)")

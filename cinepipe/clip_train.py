@@ -122,6 +122,13 @@ def hard_negative_loss(model: CameraClip, tokenizer, video: torch.Tensor, text: 
     return torch.nn.functional.cross_entropy(logits, torch.zeros(len(has), dtype=torch.long, device=video.device))
 
 
+def labelled(rows: list[dict], family: str, device: torch.device) -> tuple[list[str], list[int], torch.Tensor]:
+    """A category's values, the positions of the rows labelled with one of them, and those rows' value indices."""
+    values = list(TAXONOMY.values(family))
+    known = [i for i, r in enumerate(rows) if r.get(family) in values]
+    return values, known, torch.tensor([values.index(rows[i][family]) for i in known], device=device)
+
+
 def label_prompt_loss(model: CameraClip, tokenizer, video: torch.Tensor, scale: torch.Tensor, rows: list[dict],
                       template: int) -> torch.Tensor | None:
     """Mean over the categories of the cross-entropy of each clip choosing its own value among the category's
@@ -129,8 +136,7 @@ def label_prompt_loss(model: CameraClip, tokenizer, video: torch.Tensor, scale: 
     zero-shot prompts of :func:`cinepipe.clip_eval.prompts_for`); None when no clip has a label."""
     losses = []
     for family in FAMILIES:
-        values = list(TAXONOMY.values(family))
-        known = [i for i, r in enumerate(rows) if r.get(family) in values]
+        values, known, target = labelled(rows, family, video.device)
         if not known:
             continue
         prompts = []
@@ -139,7 +145,6 @@ def label_prompt_loss(model: CameraClip, tokenizer, video: torch.Tensor, scale: 
             prompts.append(variants[template % len(variants)])
         classes = model.encode_text(tokenizer(prompts).to(video.device))  # [V, D]
         logits = scale * video[known] @ classes.T
-        target = torch.tensor([values.index(rows[i][family]) for i in known], device=video.device)
         losses.append(torch.nn.functional.cross_entropy(logits.float(), target))
     return torch.stack(losses).mean() if losses else None
 
@@ -157,10 +162,8 @@ class LabelHeads(torch.nn.Module):
         i of ``embeddings``); None when no row has a label."""
         losses = []
         for family, head in self.heads.items():
-            values = list(TAXONOMY.values(family))
-            known = [i for i, r in enumerate(rows) if r.get(family) in values]
+            _, known, target = labelled(rows, family, embeddings.device)
             if known:
-                target = torch.tensor([values.index(rows[i][family]) for i in known], device=embeddings.device)
                 losses.append(torch.nn.functional.cross_entropy(head(embeddings[known].float()), target))
         return torch.stack(losses).mean() if losses else None
 
@@ -198,8 +201,8 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
         scheduler.load_state_dict(saved["scheduler"])
         state = TrainState(saved["epoch"], saved["step"], saved["history"], {**saved.get("extra", {})})
     # computed once, not once an epoch; not at all when a finished training is resumed
-    shown = sorted({TRANSFORMS.index(t) for _, chosen, _ in epochs[state.epoch:] for t in chosen})
-    flows = {i: clip_flows(model, cache, positions, TRANSFORMS[i]) for i in shown}
+    shown = {t for _, chosen, _ in epochs[state.epoch:] for t in chosen}
+    flows = {t: clip_flows(model, cache, positions, t) for t in shown}
     autocast, dtype = _autocast(device, settings.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     loss_fn = ClipLoss()
@@ -220,7 +223,7 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
                          if settings.hard_negative_weight > 0 else [])
             flow = None
             if model.motion is not None and model.motion.flow:
-                flow = torch.from_numpy(np.stack([flows[TRANSFORMS.index(chosen[i])][i] for i in batch])).to(device)
+                flow = torch.from_numpy(np.stack([flows[chosen[i]][i] for i in batch])).to(device)
             with autocast:
                 v, t, scale = model(video, tokens, flow)
                 loss = loss_fn(v, t, scale)

@@ -4,16 +4,13 @@ model trained with mean pooling in the same run. The table, read from the MLflow
 printed to the test log (past pytest's capture)."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from cinepipe.tracking import TAG_ASSET_KEY, Tracker
+from test_e2e import cinepipe
 
-REPO = Path(__file__).resolve().parents[1]
 ROWS = [("text->video R@1", "test_t2v_r1"), ("video->text R@1", "test_v2t_r1"), ("text->video R@5", "test_t2v_r5"),
         ("direction test", "test_direction_acc"), ("zero-shot movement", "test_zeroshot_movement_acc"),
         ("zero-shot angle", "test_zeroshot_angle_acc"), ("zero-shot framing", "test_zeroshot_framing_acc"),
@@ -28,8 +25,7 @@ def test_camera_clip_meets_its_targets_on_the_default_reel(tmp_path, capsys):
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DAGSTER_HOME",
                                                              "CINEPIPE_LANDING")}
     env["CINEPIPE_HOME"] = str(home)
-    proc = subprocess.run([sys.executable, "-m", "cinepipe.cli", "run", "--no-camera-diff"], capture_output=True,
-                          text=True, env=env, cwd=REPO, timeout=2300)
+    proc = cinepipe("run", "--no-camera-diff", env=env, timeout=2300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tracker = Tracker.for_home(home)
     runs = [r for r in MlflowClient(tracker.tracking_uri).search_runs([tracker.experiment_id])

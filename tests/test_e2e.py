@@ -15,9 +15,9 @@ from conftest import leftovers
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cinepipe(*args, env):
+def cinepipe(*args, env, timeout=900):
     return subprocess.run([sys.executable, "-m", "cinepipe.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=REPO, timeout=900)
+                          cwd=REPO, timeout=timeout)
 
 
 @pytest.mark.slow
