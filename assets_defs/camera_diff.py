@@ -38,8 +38,9 @@ class BaseVideoConfig(Config):
     size: int = VideoFormat.size
     frames: int = VideoFormat.frames
     fps: float = VideoFormat.fps
-    layers: int = TinyVideoConfig.layers
-    prediction: str = TinyVideoConfig.prediction  # "x0" or "flow": what the tiny transformer outputs
+    arch: str = TinyVideoConfig.arch  # "unet" (UNetMotionModel, the default) or "wan" (the earlier tiny model)
+    layers: int = TinyVideoConfig.layers  # Wan's blocks
+    prediction: str = TinyVideoConfig.prediction  # "x0" or "flow": what the tiny denoiser outputs
     captions: str = BaseModelSettings.captions
     steps: int = BaseModelSettings.steps
     batch_size: int = BaseModelSettings.batch_size
@@ -48,18 +49,19 @@ class BaseVideoConfig(Config):
 
     def settings(self) -> BaseModelSettings:
         return BaseModelSettings(source=self.source,
-                                 tiny=TinyVideoConfig(layers=self.layers, prediction=self.prediction),
+                                 tiny=TinyVideoConfig(arch=self.arch, layers=self.layers,
+                                                      prediction=self.prediction),
                                  format=VideoFormat(size=self.size, frames=self.frames, fps=self.fps),
                                  captions=self.captions, steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                                  seed=self.seed)
 
 
-@asset(group_name=GROUP, deps=[cinematic2k], kinds={"pytorch", "diffusers", "mlflow"}, code_version="2",
+@asset(group_name=GROUP, deps=[cinematic2k], kinds={"pytorch", "diffusers", "mlflow"}, code_version="3",
        op_tags=TRAINING_STEP_TAGS,
        automation_condition=on_dataset_version_change())
 def base_video_model(context: AssetExecutionContext, config: BaseVideoConfig, home: CinepipeHome,
                      mlflow: MlflowTracking) -> MaterializeResult:
-    """The text-to-video base CameraDiff's LoRAs train on: a tiny pixel-space Wan transformer trained with flow
+    """The text-to-video base CameraDiff's LoRAs train on: a tiny diffusers UNetMotionModel trained with flow
     matching on every train/val clip of the latest Cinematic2K version (generic captions: it learns moving scenes,
     not the camera's vocabulary), or a local diffusers Wan pipeline. Registered as ``CameraDiff-base``."""
     from cinepipe.camera_diff import BASE_MODEL_NAME, CameraDiffError, models_dir, set_current_base, train_base
@@ -110,7 +112,8 @@ def base_video_model(context: AssetExecutionContext, config: BaseVideoConfig, ho
 class LoraTrainConfig(Config):
     rank: int = LoraSettings.rank
     alpha: float = LoraSettings.alpha
-    steps: int = LoraSettings.steps
+    steps: int = LoraSettings.steps  # movement LoRAs
+    framing_angle_steps: int = LoraSettings.framing_angle_steps
     batch_size: int = LoraSettings.batch_size
     lr: float = LoraSettings.lr
     seed: int = LoraSettings.seed
@@ -122,7 +125,8 @@ class LoraTrainConfig(Config):
     torch_threads: int = 0  # 0: torch's default (all cores); a pool of N partitions on C cores wants C / N
 
     def settings(self) -> tuple[LoraSettings, LoraEvalSettings]:
-        return (LoraSettings(rank=self.rank, alpha=self.alpha, steps=self.steps, batch_size=self.batch_size,
+        return (LoraSettings(rank=self.rank, alpha=self.alpha, steps=self.steps,
+                             framing_angle_steps=self.framing_angle_steps, batch_size=self.batch_size,
                              lr=self.lr, seed=self.seed, min_clips=self.min_clips, augment=self.augment),
                 LoraEvalSettings(samples=self.eval_samples,
                                  generation=GenerationSettings(steps=self.eval_steps,
@@ -135,7 +139,7 @@ LORA_HEADLINE = ("motion_control_acc", "motion_control_acc_base", "motion_static
 
 
 @asset(group_name=GROUP, deps=[base_video_model, cinematic2k], partitions_def=patterns_partitions, pool=POOL,
-       kinds={"pytorch", "peft", "mlflow"}, code_version="2", automation_condition=after_upstream_update(),
+       kinds={"pytorch", "peft", "mlflow"}, code_version="3", automation_condition=after_upstream_update(),
        op_tags=TRAINING_STEP_TAGS)
 def camera_diff_lora(context: AssetExecutionContext, config: LoraTrainConfig, home: CinepipeHome,
                      mlflow: MlflowTracking) -> MaterializeResult:

@@ -43,29 +43,34 @@ def cinepipe_steps(steps: int, batch: int) -> list[float]:
     clips = fake_clips(64, settings.format)
     lora = LoraSettings(steps=steps, batch_size=batch)
     cd.add_lora(model, "pan_left", lora)
-    params = [p for n, p in model.transformer.named_parameters() if "lora_" in n]
+    params = [p for n, p in model.denoiser.named_parameters() if "lora_" in n]
     history = train_flow(model, clips, ["the camera pans left"] * len(clips), params, steps, batch, lora.lr,
                          lora.warmup_steps)
     return [h["seconds"] for h in history]
 
 
 def bare_steps(steps: int, batch: int) -> list[float]:
-    """diffusers + peft, nothing else: the same transformer, adapter and loss."""
+    """diffusers + peft, nothing else: the same denoiser (the UNet's inputs built as it takes them: the frames
+    rearranged, a channel of frame positions, the text once per frame), adapter and loss."""
     from peft import LoraConfig
+
+    from cinepipe.video_model import frame_positions
 
     settings = BaseModelSettings()
     model = VideoModel.create_tiny(settings.tiny, settings.format, seed=0, device="cpu")
-    transformer = model.transformer
-    transformer.requires_grad_(False)
+    unet = model.denoiser
+    unet.requires_grad_(False)
     lora = LoraSettings()
-    transformer.add_adapter(LoraConfig(r=lora.rank, lora_alpha=lora.alpha, target_modules=list(cd.lora_targets(
-        "pan_left", lora))), adapter_name="pan_left")
-    params = [p for n, p in transformer.named_parameters() if "lora_" in n]
+    unet.add_adapter(LoraConfig(r=lora.rank, lora_alpha=lora.alpha,
+                                target_modules=cd.lora_targets("pan_left", lora, model.arch)),
+                     adapter_name="pan_left")
+    params = [p for n, p in unet.named_parameters() if "lora_" in n]
     for p in params:
         p.requires_grad_(True)
     optimiser = torch.optim.AdamW(params, lr=lora.lr)
-    clips = torch.as_tensor(fake_clips(64, settings.format)).permute(0, 4, 1, 2, 3).float() / 127.5 - 1
-    text = model.encode_text(["the camera pans left"]).expand(batch, -1, -1).contiguous()
+    clips = model.encode_video(fake_clips(64, settings.format))  # rearranged once, beforehand
+    frames = clips.shape[2]
+    text = model.encode_text(["the camera pans left"]).expand(batch * frames, -1, -1).contiguous()
     times = []
     for step in range(steps):
         started = time.perf_counter()
@@ -73,8 +78,9 @@ def bare_steps(steps: int, batch: int) -> list[float]:
         sigma = torch.sigmoid(torch.randn(batch))
         noise = torch.randn_like(x0)
         s = sigma.view(batch, 1, 1, 1, 1)
-        pred = transformer((1 - s) * x0 + s * noise, sigma * 1000, text, return_dict=False)[0]
-        loss = torch.nn.functional.mse_loss(pred, noise - x0)
+        xt = (1 - s) * x0 + s * noise
+        out = unet(torch.cat([xt, frame_positions(xt)], 1), sigma * 1000, text, return_dict=False)[0]
+        loss = torch.nn.functional.mse_loss((xt - out) / s.clamp(min=0.05), noise - x0)  # x0 prediction
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
@@ -95,7 +101,7 @@ clips = rng.integers(0, 256, (int(sys.argv[1]), settings.format.frames, settings
                      dtype=np.uint8)
 lora = LoraSettings()
 cd.add_lora(model, "pan_left", lora)
-params = [p for n, p in model.transformer.named_parameters() if "lora_" in n]
+params = [p for n, p in model.denoiser.named_parameters() if "lora_" in n]
 from cinepipe.diffusion_train import train_flow
 train_flow(model, clips, ["the camera pans left"] * len(clips), params, lora.steps, lora.batch_size, lora.lr)
 metrics, _ = cd.evaluate_lora(model, "pan_left", LoraEvalSettings(), None, clips[:8])

@@ -6,7 +6,8 @@
   captions as prompts, and (``LoraSettings.augment``) on the clips that show the pattern once mirrored or played
   backwards (a pan_right reversed is a pan_left; ``cinepipe.clip_augment``), captioned for what they show; target
   modules by the pattern's family; saved as ``pytorch_lora_weights.safetensors`` in the
-  diffusers format (``WanPipeline.load_lora_weights`` and ``transformer.load_lora_adapter`` read it).
+  diffusers format (``AnimateDiffPipeline.load_lora_weights`` and ``unet.load_lora_adapter`` read the UNet's,
+  ``WanPipeline.load_lora_weights`` a Wan model's).
 - ``evaluate_lora``: N videos from the held-out prompts with and without the LoRA (same prompts, same noise):
   motion-control accuracy from the project's own camera-motion estimator for movement patterns, and CameraCLIP's
   zero-shot accuracy and score when a CameraCLIP model is given; a preview GIF.
@@ -94,8 +95,8 @@ def train_base(table: pd.DataFrame, version: str, out_dir: Path, cache_root: Pat
         clips = len(rows)
         frames = cache.frames[cache.rows(rows["shot_id"].tolist())]
         captions = [GENERIC_CAPTION] * len(rows) if settings.captions == "generic" else rows["caption"].tolist()
-        model.transformer.requires_grad_(True)
-        history = train_flow(model, np.asarray(frames), captions, model.transformer.parameters(), settings.steps,
+        model.denoiser.requires_grad_(True)
+        history = train_flow(model, np.asarray(frames), captions, model.denoiser.parameters(), settings.steps,
                              settings.batch_size, settings.lr, settings.warmup_steps, settings.weight_decay,
                              settings.seed, on_step)
     heldout = {}
@@ -140,8 +141,11 @@ def denoising_error(model: VideoModel, frames: np.ndarray, sigmas: tuple[float, 
 
 # ---- LoRAs --------------------------------------------------------------------------------------------------
 
-def lora_targets(pattern: str, settings: LoraSettings) -> list[str]:
-    return list(settings.targets[TAXONOMY.family_of(pattern)])
+def lora_targets(pattern: str, settings: LoraSettings, arch: str = "unet") -> list[str] | str:
+    """peft's ``target_modules`` for the pattern's family on a denoiser of ``arch`` ("unet" or "wan"): a list of
+    module-name suffixes or a regular expression."""
+    targets = settings.targets[arch][TAXONOMY.family_of(pattern)]
+    return targets if isinstance(targets, str) else list(targets)
 
 
 def pattern_rows(table: pd.DataFrame, pattern: str, splits: tuple[str, ...] = ("train", "val")) -> pd.DataFrame:
@@ -153,25 +157,35 @@ def pattern_rows(table: pd.DataFrame, pattern: str, splits: tuple[str, ...] = ("
 def add_lora(model: VideoModel, pattern: str, settings: LoraSettings) -> None:
     from peft import LoraConfig
 
-    model.transformer.requires_grad_(False)
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha, target_modules=lora_targets(pattern, settings),
-                        init_lora_weights=True)
-    model.transformer.add_adapter(config, adapter_name=pattern)
-    model.transformer.set_adapters([pattern])
+    model.denoiser.requires_grad_(False)
+    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha,
+                        target_modules=lora_targets(pattern, settings, model.arch), init_lora_weights=True)
+    model.denoiser.add_adapter(config, adapter_name=pattern)
+    model.denoiser.set_adapters([pattern])
+
+
+def _lora_prefix(model: VideoModel) -> str:
+    """The key prefix of the diffusers LoRA format: the pipeline component the adapter belongs to."""
+    return "unet" if model.arch == "unet" else "transformer"
 
 
 def save_lora(model: VideoModel, pattern: str, out_dir: Path, extra: dict | None = None) -> Path:
-    """The adapter in the diffusers LoRA format (``transformer.``-prefixed keys, safetensors), atomically."""
-    from diffusers import WanPipeline
+    """The adapter in the diffusers LoRA format (keys prefixed ``unet.`` for the UNet, as ``AnimateDiffPipeline``
+    reads them, ``transformer.`` for Wan, as ``WanPipeline`` does; safetensors), atomically."""
+    from diffusers import AnimateDiffPipeline, WanPipeline
     from peft.utils import get_peft_model_state_dict
 
-    state = get_peft_model_state_dict(model.transformer, adapter_name=pattern)
-    metadata = model.transformer.peft_config[pattern].to_dict()
+    state = get_peft_model_state_dict(model.denoiser, adapter_name=pattern)
+    metadata = model.denoiser.peft_config[pattern].to_dict()
     metadata = json.loads(json.dumps(metadata, default=lambda v: sorted(v) if isinstance(v, set) else str(v)))
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
-        WanPipeline.save_lora_weights(str(tmp), transformer_lora_layers=state, weight_name=LORA_WEIGHTS,
-                                      transformer_lora_adapter_metadata=metadata)
+        if _lora_prefix(model) == "unet":
+            AnimateDiffPipeline.save_lora_weights(str(tmp), unet_lora_layers=state, weight_name=LORA_WEIGHTS,
+                                                  unet_lora_adapter_metadata=metadata)
+        else:
+            WanPipeline.save_lora_weights(str(tmp), transformer_lora_layers=state, weight_name=LORA_WEIGHTS,
+                                          transformer_lora_adapter_metadata=metadata)
         (tmp / ADAPTER_INFO).write_text(json.dumps({"pattern": pattern, **(extra or {})}, indent=1, default=str))
     return out_dir
 
@@ -183,8 +197,8 @@ def load_lora(model: VideoModel, path: str | Path, name: str | None = None) -> s
         raise CameraDiffError(f"{path}: no {LORA_WEIGHTS}")
     info = json.loads((path / ADAPTER_INFO).read_text()) if (path / ADAPTER_INFO).exists() else {}
     name = name or info.get("pattern") or path.name
-    model.transformer.load_lora_adapter(str(path), adapter_name=name, prefix="transformer",
-                                        weight_name=LORA_WEIGHTS)
+    model.denoiser.load_lora_adapter(str(path), adapter_name=name, prefix=_lora_prefix(model),
+                                     weight_name=LORA_WEIGHTS)
     return name
 
 
@@ -201,13 +215,14 @@ def train_lora(model: VideoModel, table: pd.DataFrame, version: str, pattern: st
         raise CameraDiffError(f"pattern {pattern}: {own} training clips in dataset {version} "
                               f"(at least {max(1, settings.min_clips)} needed)")
     add_lora(model, pattern, settings)
-    params = [p for n, p in model.transformer.named_parameters() if "lora_" in n]
+    params = [p for n, p in model.denoiser.named_parameters() if "lora_" in n]
     for p in params:
         p.requires_grad_(True)
-    history = train_flow(model, frames, captions, params, settings.steps, settings.batch_size,
-                         settings.lr, settings.warmup_steps, 0.0, settings.seed, on_step)
+    history = train_flow(model, frames, captions, params, settings.steps_for(TAXONOMY.family_of(pattern)),
+                         settings.batch_size, settings.lr, settings.warmup_steps, 0.0, settings.seed, on_step)
     save_lora(model, pattern, out_dir, {"dataset_version": version, "clips": own, "training_clips": counts,
-                                        "targets": lora_targets(pattern, settings), "settings": asdict(settings)})
+                                        "targets": lora_targets(pattern, settings, model.arch),
+                                        "settings": asdict(settings)})
     return LoraResult(Path(out_dir), history, own, time.perf_counter() - started, counts)
 
 
@@ -265,10 +280,10 @@ def motion_scores(pattern: str, measured: list[dict]) -> dict:
 
 def _with_adapter(model: VideoModel, pattern: str | None) -> None:
     if pattern is None:
-        model.transformer.disable_adapters()
+        model.denoiser.disable_adapters()
     else:
-        model.transformer.enable_adapters()
-        model.transformer.set_adapters([pattern])
+        model.denoiser.enable_adapters()
+        model.denoiser.set_adapters([pattern])
 
 
 def generate_pair(model: VideoModel, pattern: str, settings: LoraEvalSettings) -> tuple[list[str], np.ndarray,
@@ -447,7 +462,7 @@ def load_registered(tracker, patterns: list[str], base_version: str | None = Non
             load_lora(model, path, pattern)
             loaded[pattern] = v
     if len(loaded) > 1:
-        model.transformer.disable_adapters()
+        model.denoiser.disable_adapters()
     return model, loaded
 
 
@@ -455,7 +470,7 @@ def activate(model: VideoModel, weights: dict[str, float]) -> None:
     """Set the active adapters and their weights (no file is read: switching between steps is cheap)."""
     active = {k: float(w) for k, w in weights.items()}
     if not active:
-        model.transformer.disable_adapters()
+        model.denoiser.disable_adapters()
         return
-    model.transformer.enable_adapters()
-    model.transformer.set_adapters(list(active), list(active.values()))
+    model.denoiser.enable_adapters()
+    model.denoiser.set_adapters(list(active), list(active.values()))

@@ -186,8 +186,8 @@ def cmd_run(args) -> int:
             if v is not None}
     diffusion = {"enabled": not args.no_camera_diff, "workers": args.lora_workers,
                  "base": {"steps": args.base_steps} if args.base_steps is not None else {},
-                 "lora": {k: v for k, v in (("steps", args.lora_steps), ("eval_samples", args.eval_samples))
-                          if v is not None},
+                 "lora": {k: v for k, v in (("steps", args.lora_steps), ("framing_angle_steps", args.lora_steps),
+                                            ("eval_samples", args.eval_samples)) if v is not None},
                  "eval": {"seeds": list(range(args.compose_seeds))} if args.compose_seeds else {}}
     return run_all(home, Path(landing) if landing else None, reel, clip_config=clip, diffusion=diffusion)
 
@@ -336,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synthetic-films", type=int,
                    help="synthetic reel films (8 clips each) CameraCLIP also trains on (default: the asset's, 40)")
     p.add_argument("--base-steps", type=int, help="CameraDiff base model training steps (default: the asset's)")
-    p.add_argument("--lora-steps", type=int, help="training steps per LoRA (default: the asset's)")
+    p.add_argument("--lora-steps", type=int, help="training steps per LoRA, every family (default: the asset's)")
     p.add_argument("--eval-samples", type=int, help="videos generated per LoRA evaluation (default: the asset's)")
     p.add_argument("--lora-workers", type=int, default=2, help="LoRA partitions trained at once (default 2)")
     p.add_argument("--compose-seeds", type=int, help="seeds of the CLIPLoRA evaluation (default 3)")

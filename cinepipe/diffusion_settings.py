@@ -1,15 +1,20 @@
 """CameraDiff's settings, torch-free (the Dagster code location imports them when it loads).
 
-The embedded default is a tiny pixel-space ``WanTransformer3DModel`` (diffusers) with a tiny CLIP text encoder
-(transformers, created from config; tokenised by open_clip's tokenizer, whose vocabulary ships in its wheel),
-trained with flow matching. Real use: ``BaseModelSettings.source`` names a local diffusers Wan text-to-video
+The embedded default (``TinyVideoConfig.arch = "unet"``) is a tiny diffusers ``UNetMotionModel`` (AnimateDiff's
+video UNet: per-frame convolutions and spatial attention, motion modules attending over time) on a lossless 2x2
+space-to-depth of the 32-pixel frames, told each frame's place in the clip by an input channel, with a tiny CLIP
+text encoder (transformers, created from config; tokenised by open_clip's tokenizer, whose vocabulary ships in its
+wheel), trained with flow matching. ``arch = "wan"`` is the earlier default, a tiny pixel-space
+``WanTransformer3DModel``. Real use: ``BaseModelSettings.source`` names a local diffusers Wan text-to-video
 pipeline directory (``model_index.json``, ``transformer/``, ``vae/``, ``text_encoder/``, ``tokenizer/``,
 ``scheduler/``), loaded without hub access; the same training, LoRA and sampling code runs on it.
 
-LoRA targets per pattern family (``LoraSettings.targets``): Wan's blocks attend over space and time jointly in
-their self-attention (``attn1``), so that is where frames exchange information, i.e. motion; movement LoRAs adapt
-the self-attention. Framing and angle are about what a frame shows: their LoRAs adapt the cross-attention to the
-text (``attn2``) and the feed-forward layers. Each entry is a list of module-name suffixes for peft.
+LoRA targets per pattern family (``LoraSettings.targets``, per architecture). The UNet's motion modules are where
+frames exchange information, i.e. motion: movement LoRAs adapt their attention. Wan's blocks attend over space and
+time jointly in their self-attention (``attn1``): movement LoRAs adapt that. Framing and angle are about what a
+frame shows: their LoRAs adapt the cross-attention to the text (``attn2``) and the feed-forward layers (the
+UNet's spatial transformers', Wan's blocks'). An entry is a list of module-name suffixes or a regular expression
+(a string, matched against the whole module name), as peft's ``target_modules`` takes them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,13 @@ from dataclasses import dataclass, field
 
 SELF_ATTENTION = ("attn1.to_q", "attn1.to_k", "attn1.to_v", "attn1.to_out.0")
 CROSS_ATTENTION_FFN = ("attn2.to_q", "attn2.to_k", "attn2.to_v", "attn2.to_out.0", "ffn.net.0.proj", "ffn.net.2")
+# UNetMotionModel: the motion modules' attention (both of their self-attentions over time) ...
+MOTION_MODULE_ATTENTION = r".*\.motion_modules\.\d+\.transformer_blocks\.\d+\.attn\d\.(to_q|to_k|to_v|to_out\.0)"
+# ... with the resnets' convolutions, which move things across the frame: a movement LoRA adapts both
+MOTION_MODULES_AND_CONVOLUTIONS = MOTION_MODULE_ATTENTION + r"|.*\.resnets\.\d+\.(conv1|conv2)"
+# ... and the spatial transformers' cross-attention to the text and feed-forward layers
+SPATIAL_CROSS_ATTENTION_FF = (r".*\.attentions\.\d+\.transformer_blocks\.\d+\."
+                              r"(attn2\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.0\.proj|ff\.net\.2)")
 
 # The caption the base model is trained with, for every clip: the base learns moving scenes, not the camera's
 # vocabulary (the public text-to-video bases the paper starts from do not follow cinematic language either), so
@@ -40,21 +52,34 @@ class VideoFormat:
 class TinyVideoConfig:
     """The embedded default's architecture (created from config; nothing is downloaded)."""
 
+    # "unet": diffusers UNetMotionModel (AnimateDiff's UNet); "wan": WanTransformer3DModel (the earlier default;
+    # its 4x4-pixel patches carried their noise through and its samples stayed patch-sized blocks)
+    arch: str = "unet"
+    # UNet: channels per level (one resnet, spatial transformer and motion module a level; the first level has
+    # no spatial attention), and the space-to-depth factor: 32 px -> 12 channels at 16 x 16 (a training step of
+    # 8 clips took 2.6 s at 32 x 32, 0.62 s at 16 x 16; the rearrangement loses nothing)
+    channels: tuple = (32, 64, 64)
+    space_to_depth: int = 2
+    # UNet: one more input channel holding each frame's place in the clip (-1 first, +1 last). Without it the
+    # model barely tells frames apart (its output moved with a permutation of its input frames, 15 % off),
+    # and trained on one panning clip it drew that clip's frames in a shuffled order; with it, in order
+    frame_channel: bool = True
+    # Wan: blocks, heads and patch
     layers: int = 4
     heads: int = 4
     head_dim: int = 16
     ffn_dim: int = 256
-    patch: int = 4  # spatial patch (the temporal patch is 1): 32 px -> 8 x 8 tokens a frame (measured: patch 8 at
-    # 64 px learns far slower, its samples stay blocky noise after 400 steps)
+    patch: int = 4  # Wan's spatial patch (the temporal patch is 1): 32 px -> 8 x 8 tokens a frame
     text_width: int = 64
     text_layers: int = 2
     text_heads: int = 2
     text_context: int = 32
-    # What the transformer outputs: "x0", the clean video (its flow is derived from it, and the loss stays on the
-    # flow), or "flow" (noise - x0) itself. A patch of 4 x 4 pixels is 48 numbers through a 64-wide token: asked
-    # for the flow, the tiny model must copy the patch's noise through that bottleneck and cannot (trained on one
-    # clip, its samples stayed noise); asked for the clean video it need not (as in Li and He, "Back to Basics:
-    # Let Denoising Generative Models Denoise", 2025).
+    # What the denoiser outputs: "x0", the clean video (its flow is derived from it, and the loss stays on the
+    # flow), or "flow" (noise - x0) itself. Wan: a patch of 4 x 4 pixels is 48 numbers through a 64-wide token,
+    # and asked for the flow, the tiny model must copy the patch's noise through that bottleneck and cannot (as in
+    # Li and He, "Back to Basics: Let Denoising Generative Models Denoise", 2025). UNet: after 600 steps the
+    # x0 model's samples are smooth (frame-to-frame difference 0.020, the clips' 0.015), the flow model's still
+    # noisy (0.066)
     prediction: str = "x0"
 
 
@@ -66,9 +91,10 @@ class BaseModelSettings:
     captions: str = "generic"  # "generic" (GENERIC_CAPTION) or "full" (the dataset's captions)
     steps: int = 600  # optimiser steps (the tiny model from scratch; a pretrained source may use 0)
     batch_size: int = 8
-    # for the tiny model from scratch (denoising error on the test split's clips after 600 steps, at noise 0.5:
-    # 0.031 at 2e-3, 0.028 at 5e-3, 0.029 at 1e-2); fine-tuning a pretrained source wants far less (1e-5 or so)
-    lr: float = 5e-3
+    # for the tiny UNet from scratch (denoising error on the test split's clips after 600 steps, at noise 0.5:
+    # 0.021); the tiny Wan model did best at 5e-3 (0.031 at 2e-3, 0.028 at 5e-3, 0.029 at 1e-2); fine-tuning a
+    # pretrained source wants far less (1e-5 or so)
+    lr: float = 2e-3
     warmup_steps: int = 30
     weight_decay: float = 0.0
     seed: int = 0
@@ -77,23 +103,32 @@ class BaseModelSettings:
 
 @dataclass(frozen=True)
 class LoraSettings:
-    rank: int = 8
-    alpha: float = 8.0
-    steps: int = 60
+    rank: int = 16
+    alpha: float = 16.0
+    # movement LoRAs: on the UNet, 60 steps of rank 8 on the motion modules left every video still; 300 steps
+    # of rank 16 on the motion modules and the resnets' convolutions made pan_left videos pan left
+    steps: int = 300
+    framing_angle_steps: int = 60  # framing and angle LoRAs (measured by CameraCLIP only; they train 5x faster)
     # 4: with the mirrored and reversed clips a pattern has 8-40 training clips, and a batch of 8 doubled the
     # step's cost (a pattern's 3-6 own clips had made the batch 3-6 before); the main job's 15 minutes allow 4
     batch_size: int = 4
-    lr: float = 2e-3
+    lr: float = 5e-3
     warmup_steps: int = 10
     seed: int = 0
     min_clips: int = 1  # a pattern with fewer training clips fails its partition, naming the count
     # also train on the clips that show the pattern once mirrored or played backwards (cinepipe.clip_augment)
     augment: bool = True
+
+    # per architecture ("unet", "wan"; a Wan pipeline uses "wan"), per pattern family
     targets: dict = field(default_factory=lambda: {
-        "movement": list(SELF_ATTENTION),
-        "framing": list(CROSS_ATTENTION_FFN),
-        "angle": list(CROSS_ATTENTION_FFN),
+        "unet": {"movement": MOTION_MODULES_AND_CONVOLUTIONS, "framing": SPATIAL_CROSS_ATTENTION_FF,
+                 "angle": SPATIAL_CROSS_ATTENTION_FF},
+        "wan": {"movement": list(SELF_ATTENTION), "framing": list(CROSS_ATTENTION_FFN),
+                "angle": list(CROSS_ATTENTION_FFN)},
     })
+
+    def steps_for(self, family: str) -> int:
+        return self.steps if family == "movement" else self.framing_angle_steps
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ def train_flow(model: VideoModel, frames: np.ndarray, captions: list[str], param
     text_all = model.encode_text(list(dict.fromkeys(captions)))
     text_index = {c: i for i, c in enumerate(dict.fromkeys(captions))}
     caption_rows = torch.tensor([text_index[c] for c in captions])
-    model.transformer.train()
+    model.denoiser.train()
     history = []
     for step in range(steps):
         started = time.perf_counter()
@@ -59,5 +59,5 @@ def train_flow(model: VideoModel, frames: np.ndarray, captions: list[str], param
         history.append(record)
         if on_step is not None:
             on_step(step, record)
-    model.transformer.eval()
+    model.denoiser.eval()
     return history

@@ -1,17 +1,20 @@
-"""The text-to-video base behind CameraDiff: one interface over the tiny embedded model and a local diffusers Wan
+"""The text-to-video base behind CameraDiff: one interface over the tiny embedded models and a local diffusers Wan
 pipeline.
 
-Both are a ``WanTransformer3DModel`` denoiser trained and sampled with flow matching (``x_t = (1 - s) x0 + s n``,
-the model predicts ``n - x0`` at timestep ``1000 s``; sampling is ``FlowMatchEulerDiscreteScheduler``):
+Every one is a diffusers denoiser trained and sampled with flow matching (``x_t = (1 - s) x0 + s n``, the flow is
+``n - x0`` at timestep ``1000 s``; sampling is ``FlowMatchEulerDiscreteScheduler``):
 
-- the tiny model (``create_tiny``) works in pixel space (3 channels, values in [-1, 1]) with a small CLIP text
-  encoder from ``transformers`` created from config, tokenised by open_clip's tokenizer (its vocabulary ships in
-  the wheel). It is saved as a directory: ``transformer/`` and ``text_encoder/`` (``save_pretrained``) and
-  ``cinepipe_video.json``;
+- the tiny model (``create_tiny``, ``TinyVideoConfig``) works in pixel space (values in [-1, 1]) with a small CLIP
+  text encoder from ``transformers`` created from config, tokenised by open_clip's tokenizer (its vocabulary ships
+  in the wheel). The default denoiser is a ``UNetMotionModel`` (AnimateDiff's UNet) on a lossless space-to-depth
+  of the frames (``pixel_unshuffle``: 3 x 32 x 32 -> 12 x 16 x 16), with an extra input channel that holds each
+  frame's place in the clip; the earlier one a ``WanTransformer3DModel`` on the pixels (``arch = "wan"``). It is
+  saved as a directory: ``unet/`` or ``transformer/``, ``text_encoder/`` (``save_pretrained``) and
+  ``cinepipe_video.json``; a model saved before ``arch`` existed is a Wan one;
 - a diffusers pipeline directory (``model_index.json``: Wan 2.1 T2V, or one built by a test) is loaded with
   ``local_files_only``: its VAE maps to and from latents, its tokenizer and UMT5 encoder encode prompts.
 
-LoRA adapters live on ``transformer`` (peft, through diffusers' ``add_adapter`` / ``load_lora_adapter`` /
+LoRA adapters live on ``denoiser`` (peft, through diffusers' ``add_adapter`` / ``load_lora_adapter`` /
 ``set_adapters``); weights can change between denoising steps without reloading anything (``sample``'s
 ``before_step`` hook), which CLIPLoRA relies on. ``calls`` counts denoiser evaluations.
 """
@@ -74,9 +77,9 @@ X0_MIN_SIGMA = 0.05  # an x0-predicting model's flow divides by the noise level:
 class VideoModel:
     """A flow-matching text-to-video denoiser with its text encoder (and VAE, for latent models)."""
 
-    def __init__(self, transformer, text_encoder, tokenizer, fmt: VideoFormat, kind: str, source: str = "",
+    def __init__(self, denoiser, text_encoder, tokenizer, fmt: VideoFormat, kind: str, source: str = "",
                  vae=None, pipeline=None, info: dict | None = None):
-        self.transformer = transformer
+        self.denoiser = denoiser  # UNetMotionModel or WanTransformer3DModel
         self.text_encoder = text_encoder
         self.tokenizer = tokenizer
         self.format = fmt
@@ -92,24 +95,22 @@ class VideoModel:
     @classmethod
     def create_tiny(cls, config: TinyVideoConfig = TinyVideoConfig(), fmt: VideoFormat = VideoFormat(),
                     seed: int = 0, device: torch.device | str | None = None) -> "VideoModel":
-        from diffusers import WanTransformer3DModel
         from transformers import CLIPTextConfig, CLIPTextModel
 
-        if fmt.size % config.patch:
-            raise ValueError(f"video size {fmt.size} is not a multiple of the patch {config.patch}")
         torch.manual_seed(seed)
-        transformer = WanTransformer3DModel(
-            patch_size=(1, config.patch, config.patch), num_attention_heads=config.heads,
-            attention_head_dim=config.head_dim, in_channels=3, out_channels=3, text_dim=config.text_width,
-            freq_dim=64, ffn_dim=config.ffn_dim, num_layers=config.layers, cross_attn_norm=True,
-            rope_max_seq_len=max(64, fmt.frames))
+        if config.arch == "unet":
+            denoiser = _tiny_unet(config, fmt)
+        elif config.arch == "wan":
+            denoiser = _tiny_wan(config, fmt)
+        else:
+            raise ValueError(f"unknown tiny architecture {config.arch!r} (unet or wan)")
         text_config = CLIPTextConfig(vocab_size=49408, hidden_size=config.text_width,
                                      intermediate_size=4 * config.text_width, num_hidden_layers=config.text_layers,
                                      num_attention_heads=config.text_heads,
                                      max_position_embeddings=config.text_context, bos_token_id=49406,
                                      eos_token_id=49407, pad_token_id=0)
         text_encoder = CLIPTextModel(text_config)
-        model = cls(transformer, text_encoder, _OpenClipTokens(config.text_context), fmt, "tiny",
+        model = cls(denoiser, text_encoder, _OpenClipTokens(config.text_context), fmt, "tiny",
                     info={"tiny": asdict(config), "format": asdict(fmt)})
         return model.to(device or default_device())
 
@@ -131,14 +132,18 @@ class VideoModel:
 
     @classmethod
     def _load_tiny(cls, path: Path, device) -> "VideoModel":
-        from diffusers import WanTransformer3DModel
+        from diffusers import UNetMotionModel, WanTransformer3DModel
         from transformers import CLIPTextModel
 
         info = json.loads((path / INFO_FILE).read_text())
-        transformer = WanTransformer3DModel.from_pretrained(path / "transformer", local_files_only=True)
+        info["tiny"].setdefault("arch", "wan")  # saved before the UNet existed
+        config = _tiny_config(info["tiny"])
+        if config.arch == "unet":
+            denoiser = UNetMotionModel.from_pretrained(path / "unet", local_files_only=True)
+        else:
+            denoiser = WanTransformer3DModel.from_pretrained(path / "transformer", local_files_only=True)
         text_encoder = CLIPTextModel.from_pretrained(path / "text_encoder", local_files_only=True)
-        config = TinyVideoConfig(**info["tiny"])
-        model = cls(transformer, text_encoder, _OpenClipTokens(config.text_context), VideoFormat(**info["format"]),
+        model = cls(denoiser, text_encoder, _OpenClipTokens(config.text_context), VideoFormat(**info["format"]),
                     "tiny", source=str(path), info=info)
         return model.to(device)
 
@@ -164,7 +169,7 @@ class VideoModel:
 
     def to(self, device) -> "VideoModel":
         self.device = torch.device(device)
-        for part in (self.transformer, self.text_encoder, self.vae):
+        for part in (self.denoiser, self.text_encoder, self.vae):
             if part is not None:
                 part.to(self.device)
         return self
@@ -177,7 +182,7 @@ class VideoModel:
         if self.kind == "pipeline":
             self.pipeline.save_pretrained(str(path))
             return
-        self.transformer.save_pretrained(path / "transformer")
+        self.denoiser.save_pretrained(path / ("unet" if self.arch == "unet" else "transformer"))
         self.text_encoder.save_pretrained(path / "text_encoder")
         (path / INFO_FILE).write_text(json.dumps(self.info, indent=1))
 
@@ -199,16 +204,25 @@ class VideoModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.transformer.parameters()).dtype
+        return next(self.denoiser.parameters()).dtype
 
     # ---- model space --------------------------------------------------------------------------------------
+    @property
+    def arch(self) -> str:
+        """"unet" (the tiny UNetMotionModel) or "wan" (a tiny Wan transformer or a Wan pipeline)."""
+        return self.info.get("tiny", {}).get("arch", "wan") if self.kind == "tiny" else "wan"
+
+    @property
+    def _space_to_depth(self) -> int:
+        return self.info["tiny"].get("space_to_depth", 1) if self.arch == "unet" else 1
+
     @torch.no_grad()
     def encode_video(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 RGB [B, T, H, W, 3] -> the denoiser's space [B, C, T', H', W']."""
         x = torch.as_tensor(np.asarray(frames)).to(self.device)
         x = x.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)
         if self.vae is None:
-            return x.to(self.dtype)
+            return _space_to_depth(x, self._space_to_depth).to(self.dtype)
         z = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode()
         mean, std = self._latent_stats(z)
         return ((z - mean) / std).to(self.dtype)
@@ -219,6 +233,8 @@ class VideoModel:
         if self.vae is not None:
             mean, std = self._latent_stats(x)
             x = self.vae.decode((x * std + mean).to(self.vae.dtype), return_dict=False)[0]
+        else:
+            x = _depth_to_space(x, self._space_to_depth)
         x = x.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
         return x.permute(0, 2, 3, 4, 1).cpu().numpy()
 
@@ -232,7 +248,8 @@ class VideoModel:
     def latent_shape(self, batch: int) -> tuple[int, ...]:
         f = self.format
         if self.vae is None:
-            return (batch, 3, f.frames, f.size, f.size)
+            k = self._space_to_depth
+            return (batch, 3 * k * k, f.frames, f.size // k, f.size // k)
         cfg = self.vae.config
         t = (f.frames - 1) // cfg.get("scale_factor_temporal", 4) + 1
         s = f.size // cfg.get("scale_factor_spatial", 8)
@@ -241,19 +258,30 @@ class VideoModel:
     # ---- denoising ----------------------------------------------------------------------------------------
     @property
     def prediction(self) -> str:
-        """What the transformer outputs: "flow" (``noise - x0``; pipelines and tiny models saved before the
+        """What the denoiser outputs: "flow" (``noise - x0``; pipelines and tiny models saved before the
         setting existed) or "x0" (the clean video; see ``TinyVideoConfig.prediction``)."""
         return self.info.get("tiny", {}).get("prediction", "flow") if self.kind == "tiny" else "flow"
 
     def predict(self, x: torch.Tensor, sigma: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        """The flow (``noise - x0``) at noise level ``sigma`` in [0, 1] (one per row), whatever the transformer
+        """The flow (``noise - x0``) at noise level ``sigma`` in [0, 1] (one per row), whatever the denoiser
         outputs."""
         self.calls += 1
-        out = self.transformer(x, sigma * 1000.0, text, return_dict=False)[0]
+        out = self.denoise(x, sigma * 1000.0, text)
         if self.prediction == "x0":  # x = (1 - s) x0 + s noise, so noise - x0 = (x - x0) / s
             s = sigma.clamp(min=X0_MIN_SIGMA).view(-1, *([1] * (x.dim() - 1))).to(out.dtype)
             return (x.to(out.dtype) - out) / s
         return out
+
+    def denoise(self, x: torch.Tensor, timestep: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The denoiser's raw output on ``x`` [B, C, T, H, W] at ``timestep`` (0-1000) with text ``[B, L, D]``. The
+        UNet takes the text once per frame and, with ``frame_channel``, each frame's place in the clip as one more
+        input channel."""
+        if self.arch != "unet":
+            return self.denoiser(x, timestep, text, return_dict=False)[0]
+        frames = x.shape[2]
+        if self.info["tiny"].get("frame_channel", False):
+            x = torch.cat([x, frame_positions(x)], dim=1)
+        return self.denoiser(x, timestep, text.repeat_interleave(frames, dim=0), return_dict=False)[0]
 
     def flow_loss(self, x0: torch.Tensor, text: torch.Tensor, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
@@ -282,8 +310,8 @@ class VideoModel:
         text = self.encode_text(prompts)
         uncond = self.encode_text([""] * len(prompts)) if settings.guidance_scale > 1 else None
         x = latents.to(self.device, self.dtype)
-        was_training = self.transformer.training
-        self.transformer.eval()
+        was_training = self.denoiser.training
+        self.denoiser.eval()
         for i, t in enumerate(scheduler.timesteps):
             if before_step is not None:
                 before_step(i, len(scheduler.timesteps))
@@ -296,9 +324,72 @@ class VideoModel:
                 plain = self.predict(x, sigma, uncond)
                 flow = plain + settings.guidance_scale * (flow - plain)
             x = scheduler.step(flow.float(), t, x.float(), return_dict=False)[0].to(self.dtype)
-        self.transformer.train(was_training)
+        self.denoiser.train(was_training)
         return self.decode_video(x) if decode else x
 
     def initial_noise(self, seeds: list[int]) -> torch.Tensor:
         shape = self.latent_shape(1)
         return torch.cat([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+
+
+def frame_positions(x: torch.Tensor) -> torch.Tensor:
+    """[B, 1, T, H, W]: each frame's place in the clip, from -1 (first) to +1 (last)."""
+    b, _, t, h, w = x.shape
+    pos = torch.linspace(-1.0, 1.0, t, device=x.device, dtype=x.dtype) if t > 1 else x.new_zeros(1)
+    return pos.view(1, 1, t, 1, 1).expand(b, 1, t, h, w)
+
+
+def _space_to_depth(x: torch.Tensor, k: int) -> torch.Tensor:
+    """[B, C, T, H, W] -> [B, C k^2, T, H / k, W / k], each frame rearranged by ``pixel_unshuffle`` (lossless)."""
+    if k == 1:
+        return x
+    b, c, t, h, w = x.shape
+    y = torch.nn.functional.pixel_unshuffle(x.transpose(1, 2).reshape(b * t, c, h, w), k)
+    return y.reshape(b, t, c * k * k, h // k, w // k).transpose(1, 2).contiguous()
+
+
+def _depth_to_space(x: torch.Tensor, k: int) -> torch.Tensor:
+    if k == 1:
+        return x
+    b, c, t, h, w = x.shape
+    y = torch.nn.functional.pixel_shuffle(x.transpose(1, 2).reshape(b * t, c, h, w), k)
+    return y.reshape(b, t, c // (k * k), h * k, w * k).transpose(1, 2)
+
+
+def _tiny_config(saved: dict) -> TinyVideoConfig:
+    known = {k: v for k, v in saved.items() if k in TinyVideoConfig.__dataclass_fields__}
+    if "channels" in known:
+        known["channels"] = tuple(known["channels"])
+    return TinyVideoConfig(**known)
+
+
+def _tiny_unet(config: TinyVideoConfig, fmt: VideoFormat):
+    """A tiny ``UNetMotionModel`` on the space-to-depth frames: a level per entry of ``channels`` (the first
+    without spatial attention), each with one resnet and one motion module."""
+    from diffusers import UNetMotionModel
+
+    k = config.space_to_depth
+    levels = len(config.channels)
+    if k < 1 or fmt.size % (k * 2 ** (levels - 1)):
+        raise ValueError(f"video size {fmt.size} is not a multiple of {k * 2 ** (levels - 1)} "
+                         f"(space-to-depth {k}, {levels} levels)")
+    inner = 3 * k * k
+    return UNetMotionModel(
+        sample_size=fmt.size // k, in_channels=inner + (1 if config.frame_channel else 0), out_channels=inner,
+        down_block_types=("DownBlockMotion",) + ("CrossAttnDownBlockMotion",) * (levels - 1),
+        up_block_types=("CrossAttnUpBlockMotion",) * (levels - 1) + ("UpBlockMotion",),
+        block_out_channels=tuple(config.channels), layers_per_block=1, norm_num_groups=8,
+        cross_attention_dim=config.text_width, num_attention_heads=config.heads,
+        motion_num_attention_heads=config.heads, motion_max_seq_length=max(32, fmt.frames))
+
+
+def _tiny_wan(config: TinyVideoConfig, fmt: VideoFormat):
+    from diffusers import WanTransformer3DModel
+
+    if fmt.size % config.patch:
+        raise ValueError(f"video size {fmt.size} is not a multiple of the patch {config.patch}")
+    return WanTransformer3DModel(
+        patch_size=(1, config.patch, config.patch), num_attention_heads=config.heads,
+        attention_head_dim=config.head_dim, in_channels=3, out_channels=3, text_dim=config.text_width,
+        freq_dim=64, ffn_dim=config.ffn_dim, num_layers=config.layers, cross_attn_norm=True,
+        rope_max_seq_len=max(64, fmt.frames))

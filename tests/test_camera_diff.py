@@ -1,5 +1,6 @@
-"""CameraDiff's library on tiny configs: the embedded model, LoRA training and the diffusers LoRA format, the
-real-model path (a tiny diffusers Wan pipeline saved to disk and loaded back), and the motion-control measure."""
+"""CameraDiff's library on tiny configs: the embedded models (the UNet default and the earlier Wan one), LoRA
+training and the diffusers LoRA format, the real-model path (a tiny diffusers Wan pipeline saved to disk and loaded
+back), and the motion-control measure."""
 
 import json
 
@@ -13,7 +14,9 @@ from cinepipe.diffusion_train import train_flow
 from cinepipe.video_data import window_positions
 from cinepipe.video_model import ModelLoadError, VideoModel
 
-TINY = TinyVideoConfig(layers=2, heads=2, head_dim=8, ffn_dim=32, patch=8, text_width=32, text_layers=1)  # fast
+TINY = TinyVideoConfig(channels=(8, 16), heads=2, text_width=32, text_layers=1)  # a tiny UNet, fast
+TINY_WAN = TinyVideoConfig(arch="wan", layers=2, heads=2, head_dim=8, ffn_dim=32, patch=8, text_width=32,
+                           text_layers=1)
 FMT = VideoFormat(size=32, frames=6, fps=8.0)
 FAST = GenerationSettings(steps=3)
 
@@ -36,25 +39,61 @@ def tiny():
     return VideoModel.create_tiny(TINY, FMT, seed=0, device="cpu")
 
 
-def test_tiny_model_samples_and_round_trips_through_a_directory(tiny, tmp_path):
+@pytest.fixture()
+def tiny_wan():
+    return VideoModel.create_tiny(TINY_WAN, FMT, seed=0, device="cpu")
+
+
+@pytest.mark.parametrize("arch", ["unet", "wan"])
+def test_tiny_model_samples_and_round_trips_through_a_directory(arch, tmp_path):
+    tiny = VideoModel.create_tiny(TINY if arch == "unet" else TINY_WAN, FMT, seed=0, device="cpu")
+    assert tiny.arch == arch
     videos = tiny.sample(["a close-up of a person", "a long shot"], [1, 2], FAST)
     assert videos.shape == (2, FMT.frames, FMT.size, FMT.size, 3) and videos.dtype == np.uint8
     assert tiny.calls == FAST.steps  # one batched denoiser call a step
     tiny.save(tmp_path / "base")
+    assert (tmp_path / "base" / ("unet" if arch == "unet" else "transformer")).is_dir()
     again = VideoModel.load(tmp_path / "base", device="cpu")
-    assert again.format == FMT and again.kind == "tiny"
+    assert again.format == FMT and again.kind == "tiny" and again.arch == arch
     assert np.array_equal(again.sample(["a close-up of a person", "a long shot"], [1, 2], FAST), videos)
+
+
+def test_a_tiny_model_saved_before_the_unet_existed_loads_as_wan(tiny_wan, tmp_path):
+    tiny_wan.save(tmp_path / "m")
+    info = json.loads((tmp_path / "m" / "cinepipe_video.json").read_text())
+    del info["tiny"]["arch"], info["tiny"]["channels"], info["tiny"]["space_to_depth"], info["tiny"]["frame_channel"]
+    (tmp_path / "m" / "cinepipe_video.json").write_text(json.dumps(info))
+    old = VideoModel.load(tmp_path / "m", device="cpu")
+    assert old.arch == "wan" and old.latent_shape(1) == (1, 3, FMT.frames, FMT.size, FMT.size)
+    assert np.array_equal(old.sample(["a"], [0], FAST), tiny_wan.sample(["a"], [0], FAST))
+
+
+def test_the_unet_sees_frames_rearranged_and_their_place_in_the_clip(tiny):
+    """Space-to-depth is lossless; the frame channel tells the UNet which frame is which: its output does not
+    just follow a shuffle of its input frames (without the channel it nearly did)."""
+    frames = moving_squares(2, FMT)
+    x = tiny.encode_video(frames)
+    assert x.shape == (2, 12, FMT.frames, FMT.size // 2, FMT.size // 2)
+    assert np.array_equal(tiny.decode_video(x), frames)
+    order = torch.tensor([3, 0, 5, 1, 4, 2])
+    text = tiny.encode_text(["a", "b"])
+    with torch.no_grad():
+        for p in tiny.denoiser.parameters():  # away from the zero-initialised output layers of a fresh model
+            p.add_(torch.randn_like(p) * 0.05)
+        moved = tiny.denoise(x, torch.tensor([500.0, 500.0]), text)[:, :, order]
+        shuffled = tiny.denoise(x[:, :, order], torch.tensor([500.0, 500.0]), text)
+    assert float((moved - shuffled).abs().mean()) > 0.05 * float(moved.abs().mean())
 
 
 def test_the_tiny_model_predicts_the_clean_video_and_derives_the_flow(tiny, tmp_path):
     """x0-prediction: the transformer's output is the clean video, the flow is (x - x0) / sigma; a tiny model
     saved before the setting existed (no "prediction" in its info) is read as predicting the flow."""
     assert tiny.prediction == "x0"
-    x = torch.randn(2, 3, FMT.frames, FMT.size, FMT.size)
+    x = torch.randn(tiny.latent_shape(2))
     sigma = torch.tensor([0.5, 0.01])
     text = tiny.encode_text(["a", "b"])
     with torch.no_grad():
-        out = tiny.transformer(x, sigma * 1000.0, text, return_dict=False)[0]
+        out = tiny.denoise(x, sigma * 1000.0, text)
         flow = tiny.predict(x, sigma, text)
     assert torch.allclose(flow[0], (x[0] - out[0]) / 0.5, atol=1e-5)
     assert torch.allclose(flow[1], (x[1] - out[1]) / 0.05, atol=1e-4)  # the noise level is floored
@@ -73,7 +112,7 @@ def test_denoising_error_is_reproducible_and_falls_as_the_model_learns(tiny):
     frames = moving_squares(8, FMT)
     before = cd.denoising_error(tiny, frames, sigmas=(0.3, 0.9), seeds=2)
     assert set(before) == {0.3, 0.9} and before == cd.denoising_error(tiny, frames, sigmas=(0.3, 0.9), seeds=2)
-    train_flow(tiny, frames, [cd.GENERIC_CAPTION] * 8, tiny.transformer.parameters(), steps=40, batch_size=8,
+    train_flow(tiny, frames, [cd.GENERIC_CAPTION] * 8, tiny.denoiser.parameters(), steps=40, batch_size=8,
                lr=3e-3, warmup=5, seed=0)
     after = cd.denoising_error(tiny, frames, sigmas=(0.3, 0.9), seeds=2)
     assert after[0.3] < before[0.3] and after[0.9] < before[0.9], (before, after)
@@ -97,7 +136,7 @@ def test_flow_matching_training_lowers_the_loss(tiny):
                                         torch.Generator().manual_seed(123)))
 
     before = held_out_loss()
-    history = train_flow(tiny, frames, ["squares"] * 16, tiny.transformer.parameters(), steps=40, batch_size=8,
+    history = train_flow(tiny, frames, ["squares"] * 16, tiny.denoiser.parameters(), steps=40, batch_size=8,
                          lr=3e-3, warmup=5, seed=0)
     assert len(history) == 40 and history[0]["lr"] < history[5]["lr"]  # warm-up
     assert held_out_loss() < 0.8 * before
@@ -107,9 +146,9 @@ def test_a_lora_is_saved_in_the_diffusers_format_and_loads_back(tiny, tmp_path):
     tiny.save(tmp_path / "base")
     settings = LoraSettings(rank=4, alpha=4, steps=6, lr=5e-3)
     cd.add_lora(tiny, "pan_left", settings)
-    params = [p for n, p in tiny.transformer.named_parameters() if "lora_" in n]
+    params = [p for n, p in tiny.denoiser.named_parameters() if "lora_" in n]
     assert params and all(p.requires_grad for p in params)
-    assert not any(p.requires_grad for n, p in tiny.transformer.named_parameters() if "lora_" not in n)
+    assert not any(p.requires_grad for n, p in tiny.denoiser.named_parameters() if "lora_" not in n)
     train_flow(tiny, moving_squares(8, FMT, -1), ["pans left"] * 8, params, 6, 4, 5e-3)
     cd.save_lora(tiny, "pan_left", tmp_path / "lora", {"clips": 8})
 
@@ -118,12 +157,17 @@ def test_a_lora_is_saved_in_the_diffusers_format_and_loads_back(tiny, tmp_path):
     with safe_open(str(tmp_path / "lora" / cd.LORA_WEIGHTS), "pt") as fh:
         keys = list(fh.keys())
         meta = fh.metadata()
-    assert keys and all(k.startswith("transformer.") and "lora_" in k for k in keys)
-    assert all(".attn1." in k for k in keys)  # a movement LoRA adapts the self-attention only
-    assert json.loads(meta["lora_adapter_metadata"])["transformer.r"] == 4  # read back as the LoraConfig
+    assert keys and all(k.startswith("unet.") and "lora_" in k for k in keys)  # as AnimateDiffPipeline reads them
+    # a movement LoRA adapts the motion modules and the resnets' convolutions, not the spatial transformers
+    assert all(".motion_modules." in k or ".resnets." in k for k in keys) and not any(".attentions." in k for k in keys)
+    assert json.loads(meta["lora_adapter_metadata"])["unet.r"] == 4  # read back as the LoraConfig
+    from diffusers import AnimateDiffPipeline
+
+    parsed = AnimateDiffPipeline.lora_state_dict(str(tmp_path / "lora"), weight_name=cd.LORA_WEIGHTS)[0]
+    assert sorted(parsed) == sorted(keys)  # diffusers' own reader of UNet pipelines' LoRAs takes the file as it is
 
     with_lora = tiny.sample(["pans left"], [3], FAST)
-    tiny.transformer.disable_adapters()
+    tiny.denoiser.disable_adapters()
     without = tiny.sample(["pans left"], [3], FAST)
     assert not np.array_equal(with_lora, without)
 
@@ -138,11 +182,28 @@ def test_a_lora_is_saved_in_the_diffusers_format_and_loads_back(tiny, tmp_path):
     assert np.array_equal(fresh.sample(["pans left"], [3], FAST), without)
 
 
-def test_framing_and_angle_loras_target_cross_attention_and_feed_forward():
-    targets = cd.lora_targets("close_up", LoraSettings())
+def _adapted(model, pattern: str) -> list[str]:
+    cd.add_lora(model, pattern, LoraSettings(rank=2, alpha=2))
+    return sorted({n.split(".lora_")[0] for n, _ in model.denoiser.named_parameters() if f".{pattern}." in n + "."
+                   and "lora_" in n})
+
+
+def test_lora_targets_by_family_on_the_unet(tiny):
+    movement = _adapted(tiny, "zoom_in")
+    assert any(".motion_modules." in n and ".attn" in n for n in movement)
+    assert any(".resnets." in n and n.endswith((".conv1", ".conv2")) for n in movement)
+    assert all(".motion_modules." in n or ".resnets." in n for n in movement)
+    framing = _adapted(tiny, "close_up")
+    assert framing and all(".attentions." in n and (".attn2." in n or ".ff." in n) for n in framing)
+    assert not any(".motion_modules." in n for n in framing)
+    assert _adapted(tiny, "low_angle") == [n for n in framing]  # angle: the same modules
+
+
+def test_framing_and_angle_loras_target_cross_attention_and_feed_forward_on_wan():
+    targets = cd.lora_targets("close_up", LoraSettings(), "wan")
     assert all(t.startswith(("attn2.", "ffn.")) for t in targets)
-    assert cd.lora_targets("low_angle", LoraSettings()) == targets
-    assert all(t.startswith("attn1.") for t in cd.lora_targets("zoom_in", LoraSettings()))
+    assert cd.lora_targets("low_angle", LoraSettings(), "wan") == targets
+    assert all(t.startswith("attn1.") for t in cd.lora_targets("zoom_in", LoraSettings(), "wan"))
 
 
 def _tiny_wan_pipeline(path):
@@ -182,7 +243,7 @@ def test_the_real_model_path_on_a_tiny_wan_pipeline_directory(tmp_path):
     model = VideoModel.load(path, fmt, device="cpu")
     assert model.kind == "pipeline" and model.latent_shape(1) == (1, 4, 2, 4, 4)
     cd.add_lora(model, "pan_left", LoraSettings(rank=2, alpha=2))
-    params = [p for n, p in model.transformer.named_parameters() if "lora_" in n]
+    params = [p for n, p in model.denoiser.named_parameters() if "lora_" in n]
     history = train_flow(model, moving_squares(4, fmt, -1), ["the camera pans left"] * 4, params, 3, 2, 1e-2)
     assert len(history) == 3 and np.isfinite(history[-1]["loss"])
     cd.save_lora(model, "pan_left", tmp_path / "lora")

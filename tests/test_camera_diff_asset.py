@@ -16,7 +16,7 @@ from cinepipe.tracking import TAG_ASSET_KEY, TAG_DATASET_VERSION, TAG_PARTITION,
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {"size": 32, "frames": 8, "layers": 2, "steps": 20, "batch_size": 4}
-LORA = {"steps": 4, "batch_size": 4, "eval_samples": 2, "eval_steps": 3}
+LORA = {"steps": 4, "framing_angle_steps": 4, "batch_size": 4, "eval_samples": 2, "eval_steps": 3}
 
 
 def _run(home, landing, job, partition=None, config=None, op=None):

@@ -11,7 +11,7 @@ from cinepipe.composition import (METHODS, Composer, Request, SearchSettings, fr
 from cinepipe.diffusion_settings import GenerationSettings, LoraSettings, TinyVideoConfig, VideoFormat
 from cinepipe.video_model import VideoModel
 
-TINY = TinyVideoConfig(layers=2, heads=2, head_dim=8, ffn_dim=32, patch=8, text_width=32, text_layers=1)
+TINY = TinyVideoConfig(channels=(8, 16), heads=2, text_width=32, text_layers=1)  # a tiny UNet, fast
 FMT = VideoFormat(size=32, frames=6, fps=8.0)
 GEN = GenerationSettings(steps=4)
 SEARCH = SearchSettings(population=4, generations=3, phases=2, elitism=1, preview_steps=2, patience=5, seed=3)
@@ -28,7 +28,7 @@ def composer():
     for pattern in ("long_shot", "zoom_in", "close_up"):
         cd.add_lora(model, pattern, LoraSettings(rank=2, alpha=2))
         with torch.no_grad():  # a trained-looking adapter: B away from its zero start
-            for name, p in model.transformer.named_parameters():
+            for name, p in model.denoiser.named_parameters():
                 if f"lora_B.{pattern}" in name:
                     p.normal_(0.0, 0.5)
     clip, tokenizer = build_model(ClipModelSettings(frames=4), device="cpu")

@@ -20,7 +20,7 @@ from cinepipe.taxonomy import TAXONOMY
 from cinepipe.tracking import TAG_PARTITION, Tracker
 
 BASE = {"size": 32, "frames": 8, "layers": 2, "steps": 10, "batch_size": 4}
-LORA = {"steps": 2, "batch_size": 2, "eval_samples": 1, "eval_steps": 2, "torch_threads": 1}
+LORA = {"steps": 2, "framing_angle_steps": 2, "batch_size": 2, "eval_samples": 1, "eval_steps": 2, "torch_threads": 1}
 CELERY_YAML = REPO / "docker" / "celery" / "celery.yaml"
 
 # The LoRA stage of `cinepipe run` with CINEPIPE_EXECUTOR=celery: one run per pattern partition, all launched at
