@@ -144,7 +144,8 @@ LORA_HEADLINE = ("motion_control_acc", "motion_control_acc_base", "motion_static
 def camera_diff_lora(context: AssetExecutionContext, config: LoraTrainConfig, home: CinepipeHome,
                      mlflow: MlflowTracking) -> MaterializeResult:
     """One pattern's LoRA on the base model: trained on the clips labelled with the pattern (their captions as
-    prompts; self-attention for movements, cross-attention and feed-forward for framing and angle), evaluated on
+    prompts; on the UNet the motion modules and the resnets' convolutions for movements, the spatial
+    transformers' cross-attention and feed-forward layers for framing and angle), evaluated on
     held-out prompts with and without it (motion-control accuracy by the project's camera-motion estimator for
     movements; CameraCLIP's zero-shot accuracy and score when a CameraCLIP model is registered), previewed, logged
     and registered as ``CameraDiff-<pattern>``."""

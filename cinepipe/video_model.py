@@ -209,7 +209,8 @@ class VideoModel:
     # ---- model space --------------------------------------------------------------------------------------
     @property
     def arch(self) -> str:
-        """"unet" (the tiny UNetMotionModel) or "wan" (a tiny Wan transformer or a Wan pipeline)."""
+        """The denoiser's kind: "unet" (the tiny UNetMotionModel) or "wan" (a tiny Wan transformer, a Wan
+        pipeline)."""
         return self.info.get("tiny", {}).get("arch", "wan") if self.kind == "tiny" else "wan"
 
     @property
