@@ -10,10 +10,12 @@ pipeline directory (``model_index.json``, ``transformer/``, ``vae/``, ``text_enc
 ``scheduler/``), loaded without hub access; the same training, LoRA and sampling code runs on it.
 
 LoRA targets per pattern family (``LoraSettings.targets``, per architecture). The UNet's motion modules are where
-frames exchange information, i.e. motion: movement LoRAs adapt their attention. Wan's blocks attend over space and
-time jointly in their self-attention (``attn1``): movement LoRAs adapt that. Framing and angle are about what a
-frame shows: their LoRAs adapt the cross-attention to the text (``attn2``) and the feed-forward layers (the
-UNet's spatial transformers', Wan's blocks'). An entry is a list of module-name suffixes or a regular expression
+frames exchange information, i.e. motion, and its resnets' convolutions what moves things across a frame: movement
+LoRAs adapt both (the motion modules' attention alone, 60 or 300 steps, moved the camera less). Wan's blocks
+attend over space and time jointly in their self-attention (``attn1``): movement LoRAs adapt that. Framing and
+angle are about what a frame shows: their LoRAs adapt the cross-attention to the text (``attn2``) and the
+feed-forward layers (the UNet's spatial transformers', Wan's blocks'). An entry is a list of module-name suffixes
+or a regular expression
 (a string, matched against the whole module name), as peft's ``target_modules`` takes them.
 """
 
