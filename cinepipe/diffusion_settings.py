@@ -15,8 +15,8 @@ LoRAs adapt both (the motion modules' attention alone, 60 or 300 steps, moved th
 attend over space and time jointly in their self-attention (``attn1``): movement LoRAs adapt that. Framing and
 angle are about what a frame shows: their LoRAs adapt the cross-attention to the text (``attn2``) and the
 feed-forward layers (the UNet's spatial transformers', Wan's blocks'). An entry is a list of module-name suffixes
-or a regular expression
-(a string, matched against the whole module name), as peft's ``target_modules`` takes them.
+or a regular expression (a string, matched against the whole module name), as peft's ``target_modules`` takes
+them.
 """
 
 from __future__ import annotations

@@ -214,7 +214,7 @@ class VideoModel:
         return self.info.get("tiny", {}).get("arch", "wan") if self.kind == "tiny" else "wan"
 
     @property
-    def _space_to_depth(self) -> int:
+    def _pixel_block(self) -> int:
         return self.info["tiny"].get("space_to_depth", 1) if self.arch == "unet" else 1
 
     @torch.no_grad()
@@ -223,7 +223,7 @@ class VideoModel:
         x = torch.as_tensor(np.asarray(frames)).to(self.device)
         x = x.permute(0, 4, 1, 2, 3).float().div_(127.5).sub_(1.0)
         if self.vae is None:
-            return _space_to_depth(x, self._space_to_depth).to(self.dtype)
+            return _space_to_depth(x, self._pixel_block).to(self.dtype)
         z = self.vae.encode(x.to(self.vae.dtype)).latent_dist.mode()
         mean, std = self._latent_stats(z)
         return ((z - mean) / std).to(self.dtype)
@@ -235,7 +235,7 @@ class VideoModel:
             mean, std = self._latent_stats(x)
             x = self.vae.decode((x * std + mean).to(self.vae.dtype), return_dict=False)[0]
         else:
-            x = _depth_to_space(x, self._space_to_depth)
+            x = _depth_to_space(x, self._pixel_block)
         x = x.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
         return x.permute(0, 2, 3, 4, 1).cpu().numpy()
 
@@ -249,7 +249,7 @@ class VideoModel:
     def latent_shape(self, batch: int) -> tuple[int, ...]:
         f = self.format
         if self.vae is None:
-            k = self._space_to_depth
+            k = self._pixel_block
             return (batch, 3 * k * k, f.frames, f.size // k, f.size // k)
         cfg = self.vae.config
         t = (f.frames - 1) // cfg.get("scale_factor_temporal", 4) + 1
