@@ -1,8 +1,9 @@
 """CameraDiff benchmarks, measured in one run and printed as ratios.
 
-1. A LoRA training step through cinepipe (``add_lora`` + ``train_flow``: the frame batch from uint8, text from the
-   cache, flow-matching loss, AdamW with warm-up/cosine, gradient clipping) as a ratio to a bare diffusers + peft loop
-   on the same model and batch (``add_adapter``, a plain AdamW, the same loss on tensors prepared beforehand).
+1. A movement LoRA's training step through cinepipe (``add_lora`` + ``train_flow``: the frame batch from uint8, text
+   from the cache, flow-matching loss with its motion term, AdamW with warm-up/cosine, gradient clipping) as a ratio
+   to a bare diffusers + peft loop on the same model and batch (``add_adapter``, a plain AdamW, the flow-matching
+   loss on tensors prepared beforehand).
    Target <= 1.1x.
 2. Peak resident memory of one LoRA partition (train + evaluate) on the embedded default, in a fresh process.
    Target < 4 GiB.
@@ -45,7 +46,7 @@ def cinepipe_steps(steps: int, batch: int) -> list[float]:
     cd.add_lora(model, "pan_left", lora)
     params = [p for n, p in model.denoiser.named_parameters() if "lora_" in n]
     history = train_flow(model, clips, ["the camera pans left"] * len(clips), params, steps, batch, lora.lr,
-                         lora.warmup_steps)
+                         lora.warmup_steps, motion_weight=lora.motion_loss_weight * cd.motion_loss_scale(clips))
     return [h["seconds"] for h in history]
 
 
@@ -103,7 +104,8 @@ lora = LoraSettings()
 cd.add_lora(model, "pan_left", lora)
 params = [p for n, p in model.denoiser.named_parameters() if "lora_" in n]
 from cinepipe.diffusion_train import train_flow
-train_flow(model, clips, ["the camera pans left"] * len(clips), params, lora.steps, lora.batch_size, lora.lr)
+train_flow(model, clips, ["the camera pans left"] * len(clips), params, lora.steps, lora.batch_size, lora.lr,
+           motion_weight=lora.motion_loss_weight * cd.motion_loss_scale(clips))
 metrics, _ = cd.evaluate_lora(model, "pan_left", LoraEvalSettings(), None, clips[:8])
 print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

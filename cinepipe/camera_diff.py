@@ -65,6 +65,7 @@ class LoraResult:
     clips: int  # clips labelled with the pattern
     seconds: float
     training_clips: dict = field(default_factory=dict)  # clips trained on, per transform (identity, mirror, ...)
+    motion_weight: float = 0.0  # the motion term's weight in the loss, scaled (LoraSettings.motion_loss_weight)
 
 
 # ---- the base ----------------------------------------------------------------------------------------------
@@ -218,12 +219,23 @@ def train_lora(model: VideoModel, table: pd.DataFrame, version: str, pattern: st
     params = [p for n, p in model.denoiser.named_parameters() if "lora_" in n]
     for p in params:
         p.requires_grad_(True)
-    history = train_flow(model, frames, captions, params, settings.steps_for(TAXONOMY.family_of(pattern)),
-                         settings.batch_size, settings.lr, settings.warmup_steps, 0.0, settings.seed, on_step)
+    family = TAXONOMY.family_of(pattern)
+    motion_weight = settings.motion_loss_weight * motion_loss_scale(frames) if family == "movement" else 0.0
+    history = train_flow(model, frames, captions, params, settings.steps_for(family), settings.batch_size,
+                         settings.lr, settings.warmup_steps, 0.0, settings.seed, on_step, motion_weight)
     save_lora(model, pattern, out_dir, {"dataset_version": version, "clips": own, "training_clips": counts,
                                         "targets": lora_targets(pattern, settings, model.arch),
-                                        "settings": asdict(settings)})
-    return LoraResult(Path(out_dir), history, own, time.perf_counter() - started, counts)
+                                        "motion_weight": motion_weight, "settings": asdict(settings)})
+    return LoraResult(Path(out_dir), history, own, time.perf_counter() - started, counts, motion_weight)
+
+
+def motion_loss_scale(frames: np.ndarray) -> float:
+    """The clips' (uint8 [N, T, H, W, 3]) variance over their mean squared change from frame to frame (in pixels
+    scaled to [-1, 1]): what makes ``LoraSettings.motion_loss_weight`` mean the same for a slow zoom and a fast pan.
+    1 for still clips (nothing to scale up)."""
+    x = np.asarray(frames, np.float32) / 127.5 - 1.0
+    change = float(np.mean(np.diff(x, axis=1) ** 2)) if x.shape[1] > 1 else 0.0
+    return float(x.var()) / change if change > 1e-8 else 1.0
 
 
 def lora_training_set(table: pd.DataFrame, pattern: str, cache, augment: bool = True

@@ -120,6 +120,12 @@ class LoraSettings:
     min_clips: int = 1  # a pattern with fewer training clips fails its partition, naming the count
     # also train on the clips that show the pattern once mirrored or played backwards (cinepipe.clip_augment)
     augment: bool = True
+    # movement LoRAs: weight of the motion term of the loss (the error in the change from frame to frame, as
+    # MotionDirector's temporal loss), relative to the whole loss once scaled by the training clips' variance over
+    # their mean squared frame difference: a slow tilt's change between frames is 1/15 of its clips' variance, a
+    # zoom's 1/260, so unscaled it is lost in the error of the picture. Session 18, same base and settings: tilt_up
+    # 0.00 -> 0.75 motion control; 0 = the plain flow-matching loss.
+    motion_loss_weight: float = 1.0
 
     # per architecture ("unet", "wan"; a Wan pipeline uses "wan"), per pattern family
     targets: dict = field(default_factory=lambda: {

@@ -28,8 +28,9 @@ def lr_factor(step: int, steps: int, warmup: int) -> float:
 
 def train_flow(model: VideoModel, frames: np.ndarray, captions: list[str], params: Iterable[torch.nn.Parameter],
                steps: int, batch_size: int, lr: float, warmup: int = 0, weight_decay: float = 0.0, seed: int = 0,
-               on_step: Callable[[int, dict], None] | None = None) -> list[dict]:
-    """Train on uint8 clips ``frames`` [N, T, S, S, 3] with their ``captions``; returns per-step records."""
+               on_step: Callable[[int, dict], None] | None = None, motion_weight: float = 0.0) -> list[dict]:
+    """Train on uint8 clips ``frames`` [N, T, S, S, 3] with their ``captions``; returns per-step records.
+    ``motion_weight``: see ``VideoModel.flow_loss``."""
     if len(frames) == 0:
         raise ValueError("no training clips")
     params = [p for p in params if p.requires_grad]
@@ -48,7 +49,7 @@ def train_flow(model: VideoModel, frames: np.ndarray, captions: list[str], param
         x0 = model.encode_video(frames[np.sort(pick.numpy())])
         text = text_all[caption_rows[torch.sort(pick).values]]
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-            loss = model.flow_loss(x0, text, generator)
+            loss = model.flow_loss(x0, text, generator, motion_weight)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

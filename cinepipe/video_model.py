@@ -284,15 +284,20 @@ class VideoModel:
             x = torch.cat([x, frame_positions(x)], dim=1)
         return self.denoiser(x, timestep, text.repeat_interleave(frames, dim=0), return_dict=False)[0]
 
-    def flow_loss(self, x0: torch.Tensor, text: torch.Tensor, generator: torch.Generator | None = None
-                  ) -> torch.Tensor:
-        """Flow-matching loss on a batch (noise levels drawn logit-normal, as in SD3 and Wan training)."""
+    def flow_loss(self, x0: torch.Tensor, text: torch.Tensor, generator: torch.Generator | None = None,
+                  motion_weight: float = 0.0) -> torch.Tensor:
+        """Flow-matching loss on a batch (noise levels drawn logit-normal, as in SD3 and Wan training), plus
+        ``motion_weight`` times the same error in the change from one frame to the next (frames are dim 2)."""
         b = x0.shape[0]
         sigma = torch.sigmoid(torch.randn(b, generator=generator, device="cpu")).to(x0.device, x0.dtype)
         noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device, x0.dtype)
         s = sigma.view(b, *([1] * (x0.dim() - 1)))
         xt = (1 - s) * x0 + s * noise
-        return torch.nn.functional.mse_loss(self.predict(xt, sigma, text).float(), (noise - x0).float())
+        flow, target = self.predict(xt, sigma, text).float(), (noise - x0).float()
+        loss = torch.nn.functional.mse_loss(flow, target)
+        if motion_weight and x0.shape[2] > 1:
+            loss = loss + motion_weight * torch.nn.functional.mse_loss(flow.diff(dim=2), target.diff(dim=2))
+        return loss
 
     @torch.no_grad()
     def sample(self, prompts: list[str], seeds: list[int], settings: GenerationSettings = GenerationSettings(),

@@ -142,6 +142,28 @@ def test_flow_matching_training_lowers_the_loss(tiny):
     assert held_out_loss() < 0.8 * before
 
 
+def test_the_motion_term_adds_the_error_in_the_change_between_frames(tiny):
+    """``motion_weight`` adds, on the same noise draw, that many times the squared error of the predicted change
+    from frame to frame; its scale is large for slow clips, small for fast ones, and 1 for still ones."""
+    frames = moving_squares(4, FMT, 1)
+    x0 = tiny.encode_video(frames)
+    text = tiny.encode_text(["squares"] * 4)
+    with torch.no_grad():
+        plain = tiny.flow_loss(x0, text, torch.Generator().manual_seed(3))
+        weighted = tiny.flow_loss(x0, text, torch.Generator().manual_seed(3), motion_weight=2.0)
+        generator = torch.Generator().manual_seed(3)
+        sigma = torch.sigmoid(torch.randn(4, generator=generator))
+        noise = torch.randn(x0.shape, generator=generator)
+        s = sigma.view(4, 1, 1, 1, 1)
+        flow = tiny.predict((1 - s) * x0 + s * noise, sigma, text)
+        change = torch.nn.functional.mse_loss(flow.diff(dim=2), (noise - x0).diff(dim=2))
+    assert float(weighted - plain) == pytest.approx(2.0 * float(change), rel=1e-4)
+    slow = np.repeat(frames[:, :1], FMT.frames, axis=1)
+    slow[:, -1] = frames[:, 1]  # one square moves once, by 2 px
+    assert cd.motion_loss_scale(slow) > cd.motion_loss_scale(frames) > 1.0
+    assert cd.motion_loss_scale(np.repeat(frames[:, :1], FMT.frames, axis=1)) == 1.0
+
+
 def test_a_lora_is_saved_in_the_diffusers_format_and_loads_back(tiny, tmp_path):
     tiny.save(tmp_path / "base")
     settings = LoraSettings(rank=4, alpha=4, steps=6, lr=5e-3)
