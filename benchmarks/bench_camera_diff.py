@@ -46,7 +46,7 @@ def cinepipe_steps(steps: int, batch: int) -> list[float]:
     cd.add_lora(model, "pan_left", lora)
     params = [p for n, p in model.denoiser.named_parameters() if "lora_" in n]
     history = train_flow(model, clips, ["the camera pans left"] * len(clips), params, steps, batch, lora.lr,
-                         lora.warmup_steps, motion_weight=lora.motion_loss_weight * cd.motion_loss_scale(clips))
+                         lora.warmup_steps, motion_weight=cd.lora_motion_weight("pan_left", clips, lora))
     return [h["seconds"] for h in history]
 
 
@@ -105,7 +105,7 @@ cd.add_lora(model, "pan_left", lora)
 params = [p for n, p in model.denoiser.named_parameters() if "lora_" in n]
 from cinepipe.diffusion_train import train_flow
 train_flow(model, clips, ["the camera pans left"] * len(clips), params, lora.steps, lora.batch_size, lora.lr,
-           motion_weight=lora.motion_loss_weight * cd.motion_loss_scale(clips))
+           motion_weight=cd.lora_motion_weight("pan_left", clips, lora))
 metrics, _ = cd.evaluate_lora(model, "pan_left", LoraEvalSettings(), None, clips[:8])
 print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

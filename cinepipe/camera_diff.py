@@ -220,7 +220,7 @@ def train_lora(model: VideoModel, table: pd.DataFrame, version: str, pattern: st
     for p in params:
         p.requires_grad_(True)
     family = TAXONOMY.family_of(pattern)
-    motion_weight = settings.motion_loss_weight * motion_loss_scale(frames) if family == "movement" else 0.0
+    motion_weight = lora_motion_weight(pattern, frames, settings)
     history = train_flow(model, frames, captions, params, settings.steps_for(family), settings.batch_size,
                          settings.lr, settings.warmup_steps, 0.0, settings.seed, on_step, motion_weight)
     save_lora(model, pattern, out_dir, {"dataset_version": version, "clips": own, "training_clips": counts,
@@ -236,6 +236,14 @@ def motion_loss_scale(frames: np.ndarray) -> float:
     x = np.asarray(frames, np.float32) / 127.5 - 1.0
     change = float(np.mean(np.diff(x, axis=1) ** 2)) if x.shape[1] > 1 else 0.0
     return float(x.var()) / change if change > 1e-8 else 1.0
+
+
+def lora_motion_weight(pattern: str, frames: np.ndarray, settings: LoraSettings) -> float:
+    """The motion term's weight in the loss of ``pattern``'s LoRA on ``frames``: ``LoraSettings.motion_loss_weight``
+    scaled by :func:`motion_loss_scale` for a movement, 0 for a framing or an angle."""
+    if TAXONOMY.family_of(pattern) != "movement":
+        return 0.0
+    return settings.motion_loss_weight * motion_loss_scale(frames)
 
 
 def lora_training_set(table: pd.DataFrame, pattern: str, cache, augment: bool = True

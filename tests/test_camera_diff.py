@@ -162,6 +162,9 @@ def test_the_motion_term_adds_the_error_in_the_change_between_frames(tiny):
     slow[:, -1] = frames[:, 1]  # one square moves once, by 2 px
     assert cd.motion_loss_scale(slow) > cd.motion_loss_scale(frames) > 1.0
     assert cd.motion_loss_scale(np.repeat(frames[:, :1], FMT.frames, axis=1)) == 1.0
+    settings = LoraSettings(motion_loss_weight=2.0)
+    assert cd.lora_motion_weight("pan_left", frames, settings) == pytest.approx(2.0 * cd.motion_loss_scale(frames))
+    assert cd.lora_motion_weight("close_up", frames, settings) == 0.0
 
 
 def test_a_lora_is_saved_in_the_diffusers_format_and_loads_back(tiny, tmp_path):
