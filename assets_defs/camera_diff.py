@@ -189,6 +189,7 @@ def camera_diff_lora(context: AssetExecutionContext, config: LoraTrainConfig, ho
         metrics, details = evaluate_lora(model, pattern, eval_settings, scorer, ceiling)
         metrics.update(clips=result.clips, training_clips=sum(result.training_clips.values()),
                        train_seconds=result.seconds, motion_loss_weight=result.motion_weight,
+                       training_pace=result.pace,
                        final_loss=result.history[-1]["loss"] if result.history else float("nan"))
         run.log_metrics(metrics)
         preview = preview_gif(out.parent / f".{pattern}-preview.gif", details["base"], details["lora"],

@@ -23,8 +23,9 @@ estimator's ceiling is reported beside it: the same measure on the pattern's own
 from __future__ import annotations
 
 import json
+import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -66,6 +67,7 @@ class LoraResult:
     seconds: float
     training_clips: dict = field(default_factory=dict)  # clips trained on, per transform (identity, mirror, ...)
     motion_weight: float = 0.0  # the motion term's weight in the loss, scaled (LoraSettings.motion_loss_weight)
+    pace: float = 1.0  # how much faster than real time the training clips played (LoraSettings.pace_target)
 
 
 # ---- the base ----------------------------------------------------------------------------------------------
@@ -209,8 +211,13 @@ def train_lora(model: VideoModel, table: pd.DataFrame, version: str, pattern: st
     """Train ``pattern``'s LoRA on the clips labelled with it and save it (the adapter stays on ``model``,
     active, for evaluation)."""
     started = time.perf_counter()
-    cache = video_cache(training_rows(table, ("train", "val")), version, cache_root, model.format)
+    rows = training_rows(table, ("train", "val"))
+    cache = video_cache(rows, version, cache_root, model.format)
     frames, captions, counts = lora_training_set(table, pattern, cache, settings.augment)
+    pace = lora_pace(table, pattern, frames, model.format, settings)
+    if pace > 1.0:  # the same clips, windows at a lower rate (a cache per pace, shared by the partitions)
+        cache = video_cache(rows, version, cache_root, replace(model.format, fps=model.format.fps / pace))
+        frames, captions, counts = lora_training_set(table, pattern, cache, settings.augment)
     own = counts.get(TRANSFORMS[0].name, 0)
     if own < max(1, settings.min_clips):
         raise CameraDiffError(f"pattern {pattern}: {own} training clips in dataset {version} "
@@ -225,8 +232,9 @@ def train_lora(model: VideoModel, table: pd.DataFrame, version: str, pattern: st
                          settings.lr, settings.warmup_steps, 0.0, settings.seed, on_step, motion_weight)
     save_lora(model, pattern, out_dir, {"dataset_version": version, "clips": own, "training_clips": counts,
                                         "targets": lora_targets(pattern, settings, model.arch),
-                                        "motion_weight": motion_weight, "settings": asdict(settings)})
-    return LoraResult(Path(out_dir), history, own, time.perf_counter() - started, counts, motion_weight)
+                                        "motion_weight": motion_weight, "pace": pace,
+                                        "settings": asdict(settings)})
+    return LoraResult(Path(out_dir), history, own, time.perf_counter() - started, counts, motion_weight, pace)
 
 
 def motion_loss_scale(frames: np.ndarray) -> float:
@@ -244,6 +252,26 @@ def lora_motion_weight(pattern: str, frames: np.ndarray, settings: LoraSettings)
     if TAXONOMY.family_of(pattern) != "movement":
         return 0.0
     return settings.motion_loss_weight * motion_loss_scale(frames)
+
+
+def lora_pace(table: pd.DataFrame, pattern: str, frames: np.ndarray, fmt, settings: LoraSettings) -> float:
+    """How much faster than real time ``pattern``'s LoRA sees its training clips (``frames``: their windows at
+    ``fmt``'s rate): 1 for framing, angle and a movement that changes enough from frame to frame, else
+    sqrt(:func:`motion_loss_scale` / ``settings.pace_target``) rounded down to a half, at most ``settings.max_pace``
+    and at most what keeps the window inside the shortest clip the pattern trains on."""
+    if TAXONOMY.family_of(pattern) != "movement" or settings.pace_target <= 0 or len(frames) == 0:
+        return 1.0
+    scale = motion_loss_scale(frames)
+    if scale <= settings.pace_target:
+        return 1.0
+    pace = min(settings.max_pace, math.sqrt(scale / settings.pace_target))
+    rows = training_rows(table, ("train", "val"))
+    shows = [any(transformed_movement(m, t) == pattern for t in (TRANSFORMS if settings.augment else TRANSFORMS[:1]))
+             for m in rows["movement"]]
+    durations = rows.loc[shows, "duration_s"].dropna() if "duration_s" in rows else pd.Series(dtype=float)
+    if len(durations) and fmt.frames > 1:
+        pace = min(pace, float(durations.min()) * fmt.fps / (fmt.frames - 1))
+    return max(1.0, math.floor(pace * 2) / 2)
 
 
 def lora_training_set(table: pd.DataFrame, pattern: str, cache, augment: bool = True

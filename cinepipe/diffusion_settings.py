@@ -126,6 +126,15 @@ class LoraSettings:
     # zoom's 1/260, so unscaled it is lost in the error of the picture. Session 18, same base and settings: tilt_up
     # 0.00 -> 0.75 motion control; 0 = the plain flow-matching loss.
     motion_loss_weight: float = 1.0
+    # movement LoRAs: when a pattern's clips change too little from frame to frame (their motion_loss_scale above
+    # pace_target), train on windows taken at a lower rate, so that each training clip plays faster than real time
+    # and the camera moves further between frames: pace = sqrt(scale / pace_target) (the squared change grows
+    # with the pace squared), rounded down to a half, at most max_pace and never a window longer than the
+    # shortest of the pattern's clips. A truck played faster is still a truck. The default reel's pans (scale 9)
+    # and tilts (15) keep pace 1, its trucks (84) train at 2.5x, its zooms and dollies at 3x. Session 19, the same
+    # base: truck_left 0.00 -> 1.00, truck_right 0.00 -> 0.50 motion control; 0 = every clip at the format's rate
+    pace_target: float = 12.0
+    max_pace: float = 3.0
 
     # per architecture ("unet", "wan"; a Wan pipeline uses "wan"), per pattern family
     targets: dict = field(default_factory=lambda: {

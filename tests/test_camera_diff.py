@@ -3,6 +3,7 @@ training and the diffusers LoRA format, the real-model path (a tiny diffusers Wa
 back), and the motion-control measure."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -165,6 +166,34 @@ def test_the_motion_term_adds_the_error_in_the_change_between_frames(tiny):
     settings = LoraSettings(motion_loss_weight=2.0)
     assert cd.lora_motion_weight("pan_left", frames, settings) == pytest.approx(2.0 * cd.motion_loss_scale(frames))
     assert cd.lora_motion_weight("close_up", frames, settings) == 0.0
+
+
+def test_a_slow_movement_trains_on_its_clips_played_faster():
+    """The pace: 1 for framing, angle and a movement that changes enough between frames; for a slow one the square
+    root of its motion scale over the target, rounded down to a half, at most max_pace and at most what keeps the
+    window inside the shortest clip the pattern trains on (its own clips and, augmented, its opposite's)."""
+    import pandas as pd
+
+    frames = moving_squares(4, FMT, 1)
+    slow = np.repeat(frames[:, :1], FMT.frames, axis=1)
+    slow[:, -1] = frames[:, 1]
+    scale = cd.motion_loss_scale(slow)
+    table = pd.DataFrame({"shot_id": ["a", "b", "c"], "split": ["train", "val", "test"],
+                          "movement": ["truck_left", "truck_right", "truck_left"], "duration_s": [4.0, 3.0, 0.1]})
+    settings = LoraSettings(pace_target=scale / 6.3, max_pace=3.0)  # sqrt(6.3) = 2.51
+    assert cd.lora_pace(table, "truck_left", slow, FMT, settings) == 2.5
+    assert cd.lora_pace(table, "truck_left", slow, FMT, replace(settings, max_pace=2.2)) == 2.0
+    assert cd.lora_pace(table, "truck_left", slow, FMT, replace(settings, pace_target=scale / 1.2)) == 1.0
+    assert cd.lora_pace(table, "truck_left", slow, FMT, replace(settings, pace_target=0)) == 1.0
+    assert cd.lora_pace(table, "close_up", slow, FMT, settings) == 1.0
+    # the truck_right clip (3 s; the test split's 0.1 s clip does not count) bounds the window: 3 s x 8 fps / 5
+    # frame steps = 4.8, unless the LoRA does not train on mirrored clips
+    assert cd.lora_pace(table, "truck_left", slow, FMT, replace(settings, pace_target=scale / 100, max_pace=9)) == 4.5
+    short = table.assign(duration_s=[4.0, 1.0, 0.1])
+    assert cd.lora_pace(short, "truck_left", slow, FMT, replace(settings, max_pace=9)) == 1.5  # 1.6
+    assert cd.lora_pace(short, "truck_left", slow, FMT, replace(settings, max_pace=9, augment=False)) == 2.5
+    assert cd.motion_loss_scale(frames) < scale and cd.lora_pace(table, "truck_left", frames, FMT, replace(
+        settings, pace_target=cd.motion_loss_scale(frames))) == 1.0
 
 
 def test_a_lora_is_saved_in_the_diffusers_format_and_loads_back(tiny, tmp_path):

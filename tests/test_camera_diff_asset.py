@@ -60,8 +60,9 @@ def test_camera_diff_trains_evaluates_registers_and_generates(dataset_home, tmp_
             for key in ("motion_control_acc", "motion_control_acc_base", "motion_static_frac",
                         "motion_estimator_ceiling"):
                 assert 0.0 <= metrics[key] <= 1.0, key
+            assert metrics["training_pace"] >= 1.0  # the clips played faster when they move too little
         else:
-            assert "motion_control_acc" not in metrics
+            assert "motion_control_acc" not in metrics and metrics["training_pace"] == 1.0
         if "CameraCLIP" in {m.name for m in client.search_registered_models()}:
             assert 0.0 <= metrics["cameraclip_pattern_acc"] <= 1.0
             assert "cameraclip_pattern_acc_base" in metrics
