@@ -34,7 +34,7 @@ import pandas as pd
 
 from cinepipe.captions import caption, pattern_prompts
 from cinepipe.clip_augment import TRANSFORMS, transform_clips, transformed_movement
-from cinepipe.diffusion_settings import GENERIC_CAPTION, BaseModelSettings, LoraEvalSettings, LoraSettings
+from cinepipe.diffusion_settings import GENERIC_CAPTION, BaseModelSettings, LoraEvalSettings, LoraSettings, VideoFormat
 from cinepipe.diffusion_train import train_flow
 from cinepipe.media import atomic_dir, atomic_path
 from cinepipe.taxonomy import STATIC, TAXONOMY
@@ -254,7 +254,8 @@ def lora_motion_weight(pattern: str, frames: np.ndarray, settings: LoraSettings)
     return settings.motion_loss_weight * motion_loss_scale(frames)
 
 
-def lora_pace(table: pd.DataFrame, pattern: str, frames: np.ndarray, fmt, settings: LoraSettings) -> float:
+def lora_pace(table: pd.DataFrame, pattern: str, frames: np.ndarray, fmt: VideoFormat, settings: LoraSettings
+              ) -> float:
     """How much faster than real time ``pattern``'s LoRA sees its training clips (``frames``: their windows at
     ``fmt``'s rate): 1 for framing, angle and a movement that changes enough from frame to frame, else
     sqrt(:func:`motion_loss_scale` / ``settings.pace_target``) rounded down to a half, at most ``settings.max_pace``
