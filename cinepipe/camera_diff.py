@@ -267,12 +267,23 @@ def lora_pace(table: pd.DataFrame, pattern: str, frames: np.ndarray, fmt: VideoF
         return 1.0
     pace = min(settings.max_pace, math.sqrt(scale / settings.pace_target))
     rows = training_rows(table, ("train", "val"))
-    shows = [any(transformed_movement(m, t) == pattern for t in (TRANSFORMS if settings.augment else TRANSFORMS[:1]))
-             for m in rows["movement"]]
-    durations = rows.loc[shows, "duration_s"].dropna() if "duration_s" in rows else pd.Series(dtype=float)
+    shown = pd.concat([_rows_showing(rows, pattern, t) for t in _transforms(settings.augment)])
+    durations = shown["duration_s"].dropna() if "duration_s" in shown else pd.Series(dtype=float)
     if len(durations) and fmt.frames > 1:
         pace = min(pace, float(durations.min()) * fmt.fps / (fmt.frames - 1))
     return max(1.0, math.floor(pace * 2) / 2)
+
+
+def _transforms(augment: bool) -> tuple:
+    return TRANSFORMS if augment else TRANSFORMS[:1]
+
+
+def _rows_showing(rows: pd.DataFrame, pattern: str, transform) -> pd.DataFrame:
+    """The rows whose clip shows ``pattern`` once ``transform`` is applied to it."""
+    family = TAXONOMY.family_of(pattern)
+    if family != "movement":
+        return rows[rows[family] == pattern]
+    return rows[[transformed_movement(m, transform) == pattern for m in rows["movement"]]]
 
 
 def lora_training_set(table: pd.DataFrame, pattern: str, cache, augment: bool = True
@@ -280,18 +291,13 @@ def lora_training_set(table: pd.DataFrame, pattern: str, cache, augment: bool = 
     """A LoRA's training clips (uint8 [N, T, S, S, 3]) and captions: the train and val clips labelled with the
     pattern and, with ``augment``, every clip that shows the pattern once mirrored or played backwards (see
     ``cinepipe.clip_augment``), captioned for what it then shows. Also the number of clips per transform."""
-    family = TAXONOMY.family_of(pattern)
     rows = pattern_rows(table, pattern) if not augment else training_rows(table, ("train", "val"))
     rows = rows[rows["shot_id"].isin(set(cache.shot_ids))]
     frames: list[np.ndarray] = []
     captions: list[str] = []
     counts: dict[str, int] = {}
-    for transform in TRANSFORMS if augment else TRANSFORMS[:1]:
-        if family == "movement":
-            moved = [transformed_movement(m, transform) for m in rows["movement"]]
-            hit = rows[[m == pattern for m in moved]]
-        else:
-            hit = rows[rows[family] == pattern]
+    for transform in _transforms(augment):
+        hit = _rows_showing(rows, pattern, transform)
         counts[transform.name] = len(hit)
         if hit.empty:
             continue
