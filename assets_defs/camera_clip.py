@@ -16,6 +16,7 @@ from assets_defs.scale_out import TRAINING_STEP_TAGS
 from assets_defs.resources import CinepipeHome, MlflowTracking
 from cinepipe import dataset as c2k
 from cinepipe.clip_settings import CameraClipSettings, ClipModelSettings, TrainSettings
+from cinepipe.diffusion_settings import VideoFormat
 from cinepipe.figures import confusion_figure
 from cinepipe.labels import FAMILIES
 from cinepipe.taxonomy import TAXONOMY
@@ -23,7 +24,8 @@ from cinepipe.taxonomy import TAXONOMY
 HEADLINE = ("test_t2v_r1", "test_v2t_r1", "test_t2v_r5", "test_direction_acc", "test_t2v_r1_meanpool",
             "test_direction_acc_meanpool", "base_t2v_r1", "test_zeroshot_framing_acc", "test_zeroshot_angle_acc",
             "test_zeroshot_movement_acc", "synthetic_test_t2v_r1", "synthetic_test_t2v_r1_meanpool",
-            "synthetic_test_direction_acc", "synthetic_test_direction_acc_meanpool")
+            "synthetic_test_direction_acc", "synthetic_test_direction_acc_meanpool",
+            "synthetic_window_test_zeroshot_movement_acc")
 
 
 class CameraClipConfig(Config):
@@ -48,6 +50,11 @@ class CameraClipConfig(Config):
     compare_mean_pooling: bool = True
     synthetic_films: int = CameraClipSettings.synthetic_films  # synthetic reel films trained on too; 0: none
     synthetic_test_films: int = CameraClipSettings.synthetic_test_films  # other synthetic films evaluated; 0: none
+    # the synthetic clips also seen as a generated video is (a centred window at the generator's rate and size),
+    # shown instead with probability window_rate (0: off); see cinepipe.clip_settings
+    window_rate: float = TrainSettings.window_rate
+    window_fps: float = CameraClipSettings.window.fps
+    window_size: int = CameraClipSettings.window.size
 
     def settings(self) -> CameraClipSettings:
         return CameraClipSettings(
@@ -59,16 +66,18 @@ class CameraClipConfig(Config):
                                    hard_negative_weight=self.hard_negative_weight,
                                    hard_negatives=tuple(self.hard_negatives),
                                    label_prompt_weight=self.label_prompt_weight,
-                                   label_head_weight=self.label_head_weight, augment=self.augment),
+                                   label_head_weight=self.label_head_weight, augment=self.augment,
+                                   window_rate=self.window_rate),
             compare_mean_pooling=self.compare_mean_pooling, synthetic_films=self.synthetic_films,
-            synthetic_test_films=self.synthetic_test_films)
+            synthetic_test_films=self.synthetic_test_films,
+            window=VideoFormat(size=self.window_size, fps=self.window_fps) if self.window_rate > 0 else None)
 
 
 def _settings_key(settings: CameraClipSettings) -> str:
     return hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="7",
+@asset(group_name="camera_clip", deps=[cinematic2k], kinds={"pytorch", "mlflow"}, code_version="8",
        op_tags=TRAINING_STEP_TAGS,
        automation_condition=on_dataset_version_change())
 def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: CinepipeHome,

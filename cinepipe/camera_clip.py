@@ -89,11 +89,20 @@ def train_and_evaluate(table: pd.DataFrame, version: str, work_dir: Path, cache_
         train_rows = rows["train"] + synthetic.rows
         train_cache = replace(cache, frames=np.concatenate([np.asarray(cache.frames), synthetic.frames]),
                               shot_ids=list(cache.shot_ids) + [r["shot_id"] for r in synthetic.rows])
-    held_out = None
+    windows = None
+    if settings.synthetic_films > 0 and settings.window is not None and settings.training.window_rate > 0:
+        seen = synthetic_clips(cache_root, settings.synthetic_films, settings.model.frames, size,
+                               workers=settings.cache_workers, window=settings.window)
+        windows = replace(cache, frames=seen.frames, shot_ids=[r["shot_id"] for r in seen.rows])
+    held_out = {}
     if settings.synthetic_test_films > 0:
-        clips = synthetic_clips(cache_root, settings.synthetic_test_films, settings.model.frames, size,
-                                seed=SYNTHETIC_SEED + 1, workers=settings.cache_workers)
-        held_out = (replace(cache, frames=clips.frames, shot_ids=[r["shot_id"] for r in clips.rows]), clips.rows)
+        for prefix, window in (("synthetic_test_", None), ("synthetic_window_test_", settings.window)):
+            if prefix != "synthetic_test_" and window is None:
+                continue
+            clips = synthetic_clips(cache_root, settings.synthetic_test_films, settings.model.frames, size,
+                                    seed=SYNTHETIC_SEED + 1, workers=settings.cache_workers, window=window)
+            held_out[prefix] = (replace(cache, frames=clips.frames, shot_ids=[r["shot_id"] for r in clips.rows]),
+                                clips.rows)
     metrics: dict = {}
     history: dict = {}
     predictions: dict = {}
@@ -109,7 +118,7 @@ def train_and_evaluate(table: pd.DataFrame, version: str, work_dir: Path, cache_
         started = time.perf_counter()
         state = train(model, tokenizer, train_cache, train_rows, settings.training, work_dir / f"{name}.ckpt",
                       extra, on_step=(lambda s, m, n=name: on_step(n, s, m)) if on_step else None,
-                      on_epoch=(lambda e, r, n=name: on_epoch(n, e, r)) if on_epoch else None)
+                      on_epoch=(lambda e, r, n=name: on_epoch(n, e, r)) if on_epoch else None, windows=windows)
         history[name] = state.history
         suffix = "" if name == "temporal" else "_meanpool"
         result, predicted = evaluate(model, tokenizer, cache, rows["test"], prefix="test_", suffix=suffix)
@@ -118,8 +127,8 @@ def train_and_evaluate(table: pd.DataFrame, version: str, work_dir: Path, cache_
         if rows["val"]:
             val, _ = evaluate(model, tokenizer, cache, rows["val"], prefix="val_", suffix=suffix)
             metrics.update({k: v for k, v in val.items() if "r1" in k or "direction" in k})
-        if held_out is not None:
-            synthetic_test, _ = evaluate(model, tokenizer, *held_out, prefix="synthetic_test_", suffix=suffix)
+        for prefix, (clips_cache, clip_rows) in held_out.items():
+            synthetic_test, _ = evaluate(model, tokenizer, clips_cache, clip_rows, prefix=prefix, suffix=suffix)
             metrics.update({k: v for k, v in synthetic_test.items() if "zeroshot_acc_" not in k})  # not per pattern
         if name == "temporal":
             predictions = predicted

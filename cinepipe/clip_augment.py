@@ -25,10 +25,14 @@ _MIRRORED = {"pan_left": "pan_right", "pan_right": "pan_left", "truck_left": "tr
 class Transform:
     mirror: bool = False  # flip left and right
     reverse: bool = False  # play backwards
+    # CameraCLIP training only: the clip's generator-format view (a short window at the generator's frame rate and
+    # resolution, decoded separately: see ``cinepipe.clip_synthetic``) instead of frames spread over the clip
+    window: bool = False
 
     @property
     def name(self) -> str:
-        return "+".join(n for n, on in (("mirror", self.mirror), ("reverse", self.reverse)) if on) or "identity"
+        return "+".join(n for n, on in (("mirror", self.mirror), ("reverse", self.reverse), ("window", self.window))
+                        if on) or "identity"
 
 
 TRANSFORMS = (Transform(), Transform(mirror=True), Transform(reverse=True), Transform(mirror=True, reverse=True))

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cinepipe.diffusion_settings import VideoFormat
+
 TINY = "cinepipe-tiny"
 POOLINGS = ("temporal", "mean")
 MOTION_FEATURES = ("flow", "frames")
@@ -95,8 +97,14 @@ class TrainSettings:
     # with 320 synthetic clips, held-out synthetic R@1 0.51 -> 0.55; with 640 and 4 image frames, R@1 0.725 either
     # way, zero-shot movement 0.875 -> 0.925, framing 0.76 -> 0.80, test film R@1 0.88 -> 1.00; 1.04x the time
     augment: bool = True
+    # generator-format views (``CameraClipSettings.window``): the probability that an epoch shows a clip that has
+    # one (the synthetic clips) as its short window at the generator's rate and resolution instead of frames spread
+    # over the whole clip, so that CameraCLIP also reads movements at the pace and sharpness of a generated video
+    window_rate: float = 0.5
 
     def __post_init__(self):
+        if not 0 <= self.window_rate <= 1:
+            raise ValueError(f"window_rate must be within [0, 1], not {self.window_rate}")
         unknown = sorted(set(self.hard_negatives) - set(HARD_NEGATIVE_KINDS))
         if unknown:
             raise ValueError(f"hard_negatives must be among {HARD_NEGATIVE_KINDS}, not {unknown}")
@@ -121,3 +129,8 @@ class CameraClipSettings:
     # films (8 shots each) of other synthetic clips, never trained on, evaluated too (``synthetic_test_*``
     # metrics): 80 clips give steadier figures than the default reel's 8 test clips; 0: none
     synthetic_test_films: int = 10
+    # the generator's format (``cinepipe.diffusion_settings.VideoFormat``: its frame rate and size; the frame count is
+    # CameraCLIP's): the synthetic clips are also rendered as their centred window in it, shown with probability
+    # ``TrainSettings.window_rate``, and the held-out synthetic clips are also evaluated in it
+    # (``synthetic_window_test_*`` metrics); None: off
+    window: VideoFormat | None = VideoFormat()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -171,8 +171,10 @@ class LabelHeads(torch.nn.Module):
 def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], settings: TrainSettings,
           checkpoint: Path | None = None, extra: dict | None = None,
           on_step: Callable[[int, dict], None] | None = None,
-          on_epoch: Callable[[int, dict], None] | None = None) -> TrainState:
-    """Train on ``rows`` (dataset rows of the train split, each in ``cache``); resume from ``checkpoint``."""
+          on_epoch: Callable[[int, dict], None] | None = None, windows: FrameCache | None = None) -> TrainState:
+    """Train on ``rows`` (dataset rows of the train split, each in ``cache``); resume from ``checkpoint``.
+    ``windows`` holds generator-format views of some of the clips (by shot id), shown instead of the clip with
+    probability ``settings.window_rate`` each epoch."""
     from open_clip.loss import ClipLoss
 
     device = next(model.parameters()).device
@@ -184,9 +186,13 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
                                    {"params": rest, "weight_decay": 0.0}], lr=settings.lr, betas=(0.9, 0.98),
                                   eps=1e-6)
     positions = cache.rows([r["shot_id"] for r in rows])
+    windowed = frozenset(windows.shot_ids) if windows is not None else frozenset()
+    # each row's place in ``windows`` (0 for a row without a window view: never shown)
+    window_at = {s: i for i, s in enumerate(windows.shot_ids)} if windows is not None else {}
+    window_positions = np.array([window_at.get(r["shot_id"], 0) for r in rows], dtype=np.int64)
     # every epoch's clips (each shown as one transform, with the labels it then shows) and batches, drawn up front:
     # the schedule's length is their total
-    epochs = [epoch_plan(rows, settings, epoch) for epoch in range(settings.epochs)]
+    epochs = [epoch_plan(rows, settings, epoch, windowed) for epoch in range(settings.epochs)]
     steps = [math.ceil(len(batches) / settings.grad_accum) for _, _, batches in epochs]
     total = max(1, sum(steps))
     warmup = int(settings.warmup_fraction * total)
@@ -202,7 +208,8 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
         state = TrainState(saved["epoch"], saved["step"], saved["history"], {**saved.get("extra", {})})
     # computed once, not once an epoch; not at all when a finished training is resumed
     shown = {t for _, chosen, _ in epochs[state.epoch:] for t in chosen}
-    flows = {t: clip_flows(model, cache, positions, t) for t in shown}
+    flows = {t: clip_flows(model, windows, window_positions, t) if t.window else clip_flows(model, cache, positions, t)
+             for t in shown}
     autocast, dtype = _autocast(device, settings.mixed_precision)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
     loss_fn = ClipLoss()
@@ -215,6 +222,8 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
             batch_rows = [epoch_rows[i] for i in batch]
             frames = cache.frames[positions[batch]]
             for k, i in enumerate(batch):
+                if chosen[i].window:
+                    frames[k] = windows.frames[window_positions[i]]
                 if chosen[i] != TRANSFORMS[0]:
                     frames[k] = transform_clips(frames[k], chosen[i])
             video = model.normalise_frames(torch.from_numpy(frames))
@@ -278,16 +287,22 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
     return state
 
 
-def epoch_plan(rows: list[dict], settings: TrainSettings, epoch: int
+def epoch_plan(rows: list[dict], settings: TrainSettings, epoch: int, windowed: frozenset = frozenset()
                ) -> tuple[list[dict], list[Transform], list[list[int]]]:
     """One epoch's rows, the transform each clip is shown with, and its label-unique batches (shuffled). With
     ``settings.augment`` each clip is shown mirrored, played backwards, both or as it is (drawn from the seed and
-    the epoch), and its row carries the movement it then shows (``cinepipe.clip_augment``) and that caption."""
+    the epoch), and its row carries the movement it then shows (``cinepipe.clip_augment``) and that caption. A
+    clip whose shot id is in ``windowed`` is shown as its generator-format window with probability
+    ``settings.window_rate`` (drawn likewise; the labels do not change)."""
     if settings.augment:
         draw = np.random.default_rng([settings.seed, epoch, 17]).integers(0, len(TRANSFORMS), len(rows))
         chosen = [TRANSFORMS[int(i)] for i in draw]
     else:
         chosen = [TRANSFORMS[0]] * len(rows)
+    if windowed and settings.window_rate > 0:
+        draw = np.random.default_rng([settings.seed, epoch, 29]).random(len(rows))
+        chosen = [replace(t, window=True) if r["shot_id"] in windowed and u < settings.window_rate else t
+                  for r, t, u in zip(rows, chosen, draw)]
     shown = []
     for r, transform in zip(rows, chosen):
         movement = transformed_movement(r["movement"], transform)

@@ -1,5 +1,7 @@
 """CameraCLIP groundwork: the model, the frame cache and batches, the metrics, training with resume."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from cinepipe.clip_data import build_frame_cache, sample_positions, unique_label
 from cinepipe.clip_eval import retrieval_metrics
 from cinepipe.clip_model import FLOW_UNIT, build_model, load_checkpoint, optical_flow, save_checkpoint
 from cinepipe.clip_settings import ClipModelSettings, TrainSettings
+from cinepipe.diffusion_settings import VideoFormat
 from cinepipe.clip_train import (LabelHeads, hard_negative_loss, hard_negative_texts, label_prompt_loss, lr_factor,
                                  train)
 from media_fixtures import _ff
@@ -269,6 +272,11 @@ def test_frame_cache_and_training_resume(tmp_path):
     resumed = train(build_model(ClipModelSettings(frames=4), "cpu")[0], tok, cache, rows, settings,
                     tmp_path / "run.ckpt")
     assert resumed.epoch == 2 and len(resumed.history) == 2 and resumed.extra == {"mlflow_run_id": "r1"}
+    # window views (here the clips' own frames reversed in time, under their shot ids) shown at every step
+    windows = replace(cache, frames=np.ascontiguousarray(cache.frames[:, ::-1]))
+    windowed = train(build_model(ClipModelSettings(frames=4), "cpu")[0], tok, cache, rows,
+                     TrainSettings(epochs=1, batch_size=4, window_rate=1.0), windows=windows)
+    assert windowed.epoch == 1 and np.isfinite(windowed.history[0]["loss"])
 
 
 def test_augmented_epochs_show_each_clip_transformed_with_the_labels_it_then_shows():
@@ -300,6 +308,26 @@ def test_augmented_epochs_show_each_clip_transformed_with_the_labels_it_then_sho
     assert seen == set(TRANSFORMS)
 
 
+def test_clips_with_a_generator_window_are_shown_as_it_at_the_window_rate():
+    from cinepipe.clip_train import epoch_plan
+
+    rows = [{"shot_id": f"f:{i}", "framing": "close_up", "angle": "eye_level", "caption": "x",
+             "movement": ["pan_left", "tilt_up"][i % 2]} for i in range(400)]
+    windowed = frozenset(r["shot_id"] for r in rows[:200])
+    shown, chosen, _ = epoch_plan(rows, TrainSettings(augment=True, window_rate=0.5), 3, windowed)
+    assert (shown, chosen) == epoch_plan(rows, TrainSettings(augment=True, window_rate=0.5), 3, windowed)[:2]
+    assert not any(t.window for t in chosen[200:])  # no window view: never shown as one
+    assert 70 < sum(t.window for t in chosen[:200]) < 130
+    # the window does not change what the clip shows: the same movement as without it
+    plain, _, _ = epoch_plan(rows, TrainSettings(augment=True, window_rate=0.0), 3, windowed)
+    assert [r["movement"] for r in shown] == [r["movement"] for r in plain]
+    assert all(t.name.endswith("window") for t in chosen if t.window)
+    every, _, _ = epoch_plan(rows, TrainSettings(augment=True, window_rate=1.0), 3, windowed)
+    assert [r["movement"] for r in every] == [r["movement"] for r in shown]
+    with pytest.raises(ValueError, match="window_rate"):
+        TrainSettings(window_rate=1.5)
+
+
 def test_synthetic_clips_are_labelled_cached_and_of_their_own_films(tmp_path):
     from cinepipe.clip_synthetic import SYNTHETIC_SEED, synthetic_clips
     from cinepipe.reel import plan_reel
@@ -318,3 +346,21 @@ def test_synthetic_clips_are_labelled_cached_and_of_their_own_films(tmp_path):
     again = synthetic_clips(tmp_path, films=1, frames=4, size=32, workers=1)
     assert not again.built and np.array_equal(again.frames, clips.frames) and again.rows == clips.rows
     assert not list(tmp_path.glob(".*"))  # no temporary file left beside them
+
+    # the generator-format view: the same shots, each as a one-second window at 8 fps drawn at 16 px
+    window = synthetic_clips(tmp_path, films=1, frames=4, size=32, workers=1, window=VideoFormat(size=16, fps=8.0))
+    assert window.built and window.rows == clips.rows and window.frames.shape == clips.frames.shape
+    moving = [i for i, r in enumerate(clips.rows) if r["movement"] != "static"]
+    assert moving
+
+    def change(frames):  # mean absolute difference between consecutive frames
+        return float(np.abs(np.diff(frames.astype(np.float32), axis=0)).mean())
+
+    # a window spans a fraction of the shot: the picture moves less between its frames than between frames
+    # spread over the whole shot
+    assert np.mean([change(window.frames[i]) for i in moving]) < np.mean([change(clips.frames[i]) for i in moving])
+
+    def detail(frames):  # the picture's high frequencies: drawn at 16 px, they are gone
+        return float(np.abs(np.diff(frames.astype(np.float32), axis=2)).mean())
+
+    assert np.mean([detail(f) for f in window.frames]) < 0.8 * np.mean([detail(f) for f in clips.frames])
