@@ -105,7 +105,8 @@ def camera_clip(context: AssetExecutionContext, config: CameraClipConfig, home: 
         run.log_params({"model": asdict(settings.model), "training": asdict(settings.training),
                         "compare_mean_pooling": settings.compare_mean_pooling, "dataset_rows": len(table),
                         "synthetic_films": settings.synthetic_films,
-                        "synthetic_test_films": settings.synthetic_test_films})
+                        "synthetic_test_films": settings.synthetic_test_films,
+                        "window": asdict(settings.window) if settings.window is not None else None})
         if resume_id:  # params are immutable in MLflow: the resumption is a tag
             run.set_tags({"cinepipe.resumed": "true"})
         run.log_dataset(table, c2k.NAME, version, str(c2k.version_path(home.path, version)))

@@ -1,5 +1,6 @@
 """camera_clip materialized on a dataset built from the small reel: MLflow run, registry, CLI, kill and resume."""
 
+import ast
 import json
 import os
 import signal
@@ -45,8 +46,11 @@ def test_camera_clip_logs_registers_and_serves(dataset_home):
     assert run.data.tags[TAG_DATASET_VERSION] == version
     for key in ("test_t2v_r1", "test_v2t_r1", "test_t2v_r5", "test_direction_acc", "test_t2v_r1_meanpool",
                 "base_t2v_r1", "test_zeroshot_movement_acc", "synthetic_test_t2v_r1",
-                "synthetic_test_direction_acc_meanpool"):
+                "synthetic_test_direction_acc_meanpool", "synthetic_window_test_t2v_r1",
+                "synthetic_window_test_zeroshot_movement_acc"):
         assert 0.0 <= run.data.metrics[key] <= 1.0, key
+    # generator-format views of the synthetic clips: on by default
+    assert ast.literal_eval(run.data.params["window"]) == {"size": 32, "frames": 8, "fps": 8.0}
     assert run.data.metrics["clips_synthetic"] == 8  # one synthetic film's 8 shots trained on beside the dataset
     assert len(client.get_metric_history(run.info.run_id, "epoch_loss")) == 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "confusion")}
