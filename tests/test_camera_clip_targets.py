@@ -16,8 +16,8 @@ ROWS = [("text->video R@1", "test_t2v_r1"), ("video->text R@1", "test_v2t_r1"), 
         ("zero-shot angle", "test_zeroshot_angle_acc"), ("zero-shot framing", "test_zeroshot_framing_acc"),
         ("val film R@1", "val_t2v_r1"), ("synthetic held-out R@1", "synthetic_test_t2v_r1"),
         ("synthetic held-out direction", "synthetic_test_direction_acc"),
-        ("synthetic, generator format, R@1", "synthetic_window_test_t2v_r1"),
-        ("synthetic, generator format, movement", "synthetic_window_test_zeroshot_movement_acc")]
+        ("synthetic, window format, R@1", "synthetic_window_test_t2v_r1"),
+        ("synthetic, window format, movement", "synthetic_window_test_zeroshot_movement_acc")]
 
 
 @pytest.mark.slow
