@@ -139,7 +139,7 @@ LORA_HEADLINE = ("motion_control_acc", "motion_control_acc_base", "motion_static
 
 
 @asset(group_name=GROUP, deps=[base_video_model, cinematic2k], partitions_def=patterns_partitions, pool=POOL,
-       kinds={"pytorch", "peft", "mlflow"}, code_version="3", automation_condition=after_upstream_update(),
+       kinds={"pytorch", "peft", "mlflow"}, code_version="4", automation_condition=after_upstream_update(),
        op_tags=TRAINING_STEP_TAGS)
 def camera_diff_lora(context: AssetExecutionContext, config: LoraTrainConfig, home: CinepipeHome,
                      mlflow: MlflowTracking) -> MaterializeResult:
@@ -189,7 +189,7 @@ def camera_diff_lora(context: AssetExecutionContext, config: LoraTrainConfig, ho
         metrics, details = evaluate_lora(model, pattern, eval_settings, scorer, ceiling)
         metrics.update(clips=result.clips, training_clips=sum(result.training_clips.values()),
                        train_seconds=result.seconds, motion_loss_weight=result.motion_weight,
-                       training_pace=result.pace,
+                       training_pace=result.pace, training_zoom_boost=result.zoom_boost,
                        final_loss=result.history[-1]["loss"] if result.history else float("nan"))
         run.log_metrics(metrics)
         preview = preview_gif(out.parent / f".{pattern}-preview.gif", details["base"], details["lora"],

@@ -68,6 +68,7 @@ class LoraResult:
     training_clips: dict = field(default_factory=dict)  # clips trained on, per transform (identity, mirror, ...)
     motion_weight: float = 0.0  # the motion term's weight in the loss, scaled (LoraSettings.motion_loss_weight)
     pace: float = 1.0  # how much faster than real time the training clips played (LoraSettings.pace_target)
+    zoom_boost: float = 0.0  # the log-scale added over each training window (LoraSettings.zoom_boost; - zooms out)
 
 
 # ---- the base ----------------------------------------------------------------------------------------------
@@ -218,6 +219,12 @@ def train_lora(model: VideoModel, table: pd.DataFrame, version: str, pattern: st
     if pace > 1.0:  # the same clips, windows at a lower rate (a cache per pace, shared by the partitions)
         cache = video_cache(rows, version, cache_root, replace(model.format, fps=model.format.fps / pace))
         frames, captions, counts = lora_training_set(table, pattern, cache, settings.augment)
+    boost = lora_zoom_boost(pattern, settings)
+    if boost:  # the same windows decoded at twice the size, magnified further over time, scaled back
+        sharp = video_cache(rows, version, cache_root, replace(model.format, fps=model.format.fps / pace,
+                                                               size=2 * model.format.size))
+        frames, captions, counts = lora_training_set(table, pattern, sharp, settings.augment)
+        frames = zoom_clips(frames, boost, model.format.size)
     own = counts.get(TRANSFORMS[0].name, 0)
     if own < max(1, settings.min_clips):
         raise CameraDiffError(f"pattern {pattern}: {own} training clips in dataset {version} "
@@ -232,9 +239,40 @@ def train_lora(model: VideoModel, table: pd.DataFrame, version: str, pattern: st
                          settings.lr, settings.warmup_steps, 0.0, settings.seed, on_step, motion_weight)
     save_lora(model, pattern, out_dir, {"dataset_version": version, "clips": own, "training_clips": counts,
                                         "targets": lora_targets(pattern, settings, model.arch),
-                                        "motion_weight": motion_weight, "pace": pace,
+                                        "motion_weight": motion_weight, "pace": pace, "zoom_boost": boost,
                                         "settings": asdict(settings)})
-    return LoraResult(Path(out_dir), history, own, time.perf_counter() - started, counts, motion_weight, pace)
+    return LoraResult(Path(out_dir), history, own, time.perf_counter() - started, counts, motion_weight, pace,
+                      boost)
+
+
+def lora_zoom_boost(pattern: str, settings: LoraSettings) -> float:
+    """The log-scale ``pattern``'s training windows gain over their length (``LoraSettings.zoom_boost``): positive
+    for a movement whose image motion is a zoom in (zoom_in, dolly_in), negative for a zoom out, else 0."""
+    motion = TAXONOMY.image_motion.get(pattern) if TAXONOMY.family_of(pattern) == "movement" else None
+    if settings.zoom_boost <= 0 or motion not in ("zoom+", "zoom-"):
+        return 0.0
+    return settings.zoom_boost if motion == "zoom+" else -settings.zoom_boost
+
+
+def zoom_clips(frames: np.ndarray, boost: float, size: int) -> np.ndarray:
+    """Clips (uint8 [N, T, H, W, 3]) magnified about the centre, frame t by exp(|boost| k / (T - 1)) with k = t
+    when ``boost`` > 0 (the picture grows: a zoom in) and k = T - 1 - t when it is negative (it shrinks), then
+    scaled to ``size`` x ``size`` (area averaging)."""
+    import cv2
+
+    frames = np.asarray(frames)
+    n, t, h, w = frames.shape[:4]
+    out = np.empty((n, t, size, size, 3), np.uint8)
+    for j in range(t):
+        k = j if boost > 0 else t - 1 - j
+        m = math.exp(abs(boost) * k / max(1, t - 1))
+        # x_out = m (x_in - c) + c about the centre c of the pixel grid
+        matrix = np.array([[m, 0.0, (1 - m) * (w - 1) / 2], [0.0, m, (1 - m) * (h - 1) / 2]], np.float32)
+        for i in range(n):
+            picture = cv2.warpAffine(np.ascontiguousarray(frames[i, j]), matrix, (w, h), flags=cv2.INTER_LINEAR,
+                                     borderMode=cv2.BORDER_REFLECT)
+            out[i, j] = cv2.resize(picture, (size, size), interpolation=cv2.INTER_AREA)
+    return out
 
 
 def motion_loss_scale(frames: np.ndarray) -> float:

@@ -135,6 +135,14 @@ class LoraSettings:
     # base: truck_left 0.00 -> 1.00, truck_right 0.00 -> 0.50 motion control; 0 = every clip at the format's rate
     pace_target: float = 12.0
     max_pace: float = 3.0
+    # zooms and dollies (image motion zoom+ / zoom-): even at max_pace the default reel's clips change scale by 3-4 %
+    # over a training window (a tenth of a pixel per frame at the border of 32 px), too little for a LoRA to learn:
+    # their training windows are decoded at twice the size and magnified about the centre by a further
+    # exp(zoom_boost) over the window, growing for a zoom in, shrinking for a zoom out (every frame a crop, so no
+    # border appears), then scaled to the format's size. A zoom made faster is still a zoom; 0 = off. Session 20, on
+    # session 18's base, 8 held-out videos each: zoom_in 0.00 (pace alone: 0.125) -> 0.375 at 0.35, 0.625 at 0.7,
+    # 0.50 at 1.0; dolly_out 0.00 -> 0.125 at 0.35, 0.375 at 0.7; zoom_out 0.25 at 0.7
+    zoom_boost: float = 0.7
 
     # per architecture ("unet", "wan"; a Wan pipeline uses "wan"), per pattern family
     targets: dict = field(default_factory=lambda: {

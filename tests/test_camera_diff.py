@@ -196,6 +196,32 @@ def test_a_slow_movement_trains_on_its_clips_played_faster():
         settings, pace_target=cd.motion_loss_scale(frames))) == 1.0
 
 
+def test_a_zoom_trains_on_its_windows_magnified_further_over_time():
+    """zoom_in and dolly_in gain exp(zoom_boost) over a window, zoom_out and dolly_out lose it; every frame is a
+    crop (no border), the clips come out at the format's size, and the estimator reads the added zoom."""
+    rng = np.random.default_rng(0)
+    settings = LoraSettings(zoom_boost=0.4)
+    assert cd.lora_zoom_boost("zoom_in", settings) == 0.4 == cd.lora_zoom_boost("dolly_in", settings)
+    assert cd.lora_zoom_boost("zoom_out", settings) == -0.4 == cd.lora_zoom_boost("dolly_out", settings)
+    for other in ("pan_left", "truck_right", "static", "close_up", "dutch_angle"):
+        assert cd.lora_zoom_boost(other, settings) == 0.0
+    assert cd.lora_zoom_boost("zoom_in", LoraSettings(zoom_boost=0)) == 0.0
+    # a still picture with detail at every scale (blurred noise), at twice the format's size
+    import cv2
+
+    picture = cv2.GaussianBlur(rng.integers(0, 255, (64, 64, 3)).astype(np.uint8), (0, 0), 1.5)
+    still = np.repeat(picture[None, None], FMT.frames, axis=1)
+    grown = cd.zoom_clips(still, 0.4, 32)
+    shrunk = cd.zoom_clips(still, -0.4, 32)
+    assert grown.shape == shrunk.shape == (1, FMT.frames, 32, 32, 3) and grown.dtype == np.uint8
+    small = cv2.resize(picture, (32, 32), interpolation=cv2.INTER_AREA)
+    assert np.abs(grown[0, 0].astype(int) - small).mean() < 1.0  # a zoom in starts at the picture itself
+    assert np.abs(shrunk[0, -1].astype(int) - small).mean() < 1.0  # a zoom out ends there
+    assert cd.video_motion(grown[0], FMT.fps)["label"] == "zoom+"
+    assert cd.video_motion(shrunk[0], FMT.fps)["label"] == "zoom-"
+    assert cd.video_motion(cd.zoom_clips(still, 0.0, 32)[0], FMT.fps)["label"] == "static"
+
+
 def test_a_lora_is_saved_in_the_diffusers_format_and_loads_back(tiny, tmp_path):
     tiny.save(tmp_path / "base")
     settings = LoraSettings(rank=4, alpha=4, steps=6, lr=5e-3)

@@ -63,6 +63,7 @@ def test_camera_diff_trains_evaluates_registers_and_generates(dataset_home, tmp_
             assert metrics["training_pace"] >= 1.0  # the clips played faster when they move too little
         else:
             assert "motion_control_acc" not in metrics and metrics["training_pace"] == 1.0
+        assert metrics["training_zoom_boost"] == 0.0  # neither a zoom nor a dolly
         if "CameraCLIP" in {m.name for m in client.search_registered_models()}:
             assert 0.0 <= metrics["cameraclip_pattern_acc"] <= 1.0
             assert "cameraclip_pattern_acc_base" in metrics
