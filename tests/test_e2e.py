@@ -75,7 +75,8 @@ def test_cinepipe_run_on_the_reel(tmp_path):
     assert len(lora_set) == 1 and "motion_control_acc_mean" in lora_set[0].data.metrics
     children = [r for r in mlruns if r.data.tags.get("mlflow.parentRunId") == lora_set[0].info.run_id]
     assert sum(r.data.tags[TAG_ASSET_KEY] == "camera_diff_lora" for r in children) == 20
-    boosts = {r.data.tags[TAG_PARTITION]: r.data.metrics["training_zoom_boost"] for r in children}
+    boosts = {r.data.tags[TAG_PARTITION]: r.data.metrics["training_zoom_boost"] for r in children
+              if r.data.tags[TAG_ASSET_KEY] == "camera_diff_lora"}
     assert boosts["zoom_in"] > 0 and boosts["dolly_out"] < 0 and boosts["pan_left"] == 0 == boosts["close_up"]
     assert "[20/20]" in proc.stdout and "camera_diff_summary: motion control" in proc.stdout
     evaluation = next(r for r in mlruns if r.data.tags[TAG_ASSET_KEY] == "clip_lora_eval"
