@@ -216,15 +216,15 @@ def train_lora(model: VideoModel, table: pd.DataFrame, version: str, pattern: st
     cache = video_cache(rows, version, cache_root, model.format)
     frames, captions, counts = lora_training_set(table, pattern, cache, settings.augment)
     pace = lora_pace(table, pattern, frames, model.format, settings)
-    if pace > 1.0:  # the same clips, windows at a lower rate (a cache per pace, shared by the partitions)
-        cache = video_cache(rows, version, cache_root, replace(model.format, fps=model.format.fps / pace))
-        frames, captions, counts = lora_training_set(table, pattern, cache, settings.augment)
     boost = lora_zoom_boost(pattern, settings)
-    if boost:  # the same windows decoded at twice the size, magnified further over time, scaled back
-        sharp = video_cache(rows, version, cache_root, replace(model.format, fps=model.format.fps / pace,
-                                                               size=2 * model.format.size))
-        frames, captions, counts = lora_training_set(table, pattern, sharp, settings.augment)
-        frames = zoom_clips(frames, boost, model.format.size)
+    if pace > 1.0 or boost:
+        # the same clips, windows at a lower rate and, for a zoom boost, at twice the size (a cache per rate and
+        # size, shared by the partitions), magnified further over time and scaled back
+        fmt = replace(model.format, fps=model.format.fps / pace, size=model.format.size * (2 if boost else 1))
+        cache = video_cache(rows, version, cache_root, fmt)
+        frames, captions, counts = lora_training_set(table, pattern, cache, settings.augment)
+        if boost:
+            frames = zoom_clips(frames, boost, model.format.size)
     own = counts.get(TRANSFORMS[0].name, 0)
     if own < max(1, settings.min_clips):
         raise CameraDiffError(f"pattern {pattern}: {own} training clips in dataset {version} "
