@@ -21,23 +21,31 @@ from cinepipe.diffusion_settings import METHODS, GenerationSettings, SearchSetti
 class ClipLoraEvalConfig(Config):
     seeds: list[int] = [0, 1, 2]
     steps: int = GenerationSettings.steps
-    population: int = 4  # the evaluation's search is smaller than SearchSettings' defaults: the main job's budget
-    generations: int = 2
+    # the evaluation's search is smaller than SearchSettings' defaults (the main job's budget, and at most 10x
+    # merge's denoiser calls): 4 + 2 schedules, each scored on its full video (preview_steps = steps), 8x merge's
+    # calls over the suite (a two-shot request's step costs a call per segment)
+    population: int = 4
+    generations: int = 1
     phases: int = SearchSettings.phases
     mutation_rate: float = SearchSettings.mutation_rate
     crossover_rate: float = SearchSettings.crossover_rate
     elitism: int = SearchSettings.elitism
     patience: int = SearchSettings.patience
-    preview_steps: int = 4
+    preview_steps: int = GenerationSettings.steps  # at steps or more, the previews are the final videos
+    max_weight: float = SearchSettings.max_weight
+    top_weight: float = SearchSettings.top_weight
+    prompt_weight: float = SearchSettings.prompt_weight
     requests: list[int] = []  # indices into the suite (tests); empty: the whole suite
 
     def search(self) -> SearchSettings:
         return SearchSettings(population=self.population, generations=self.generations, phases=self.phases,
                               mutation_rate=self.mutation_rate, crossover_rate=self.crossover_rate,
-                              elitism=self.elitism, patience=self.patience, preview_steps=self.preview_steps)
+                              elitism=self.elitism, patience=self.patience, preview_steps=self.preview_steps,
+                              max_weight=self.max_weight, top_weight=self.top_weight,
+                              prompt_weight=self.prompt_weight)
 
 
-@asset(group_name="clip_lora", deps=[camera_clip, camera_diff_lora], kinds={"pytorch", "mlflow"}, code_version="1",
+@asset(group_name="clip_lora", deps=[camera_clip, camera_diff_lora], kinds={"pytorch", "mlflow"}, code_version="2",
        op_tags=TRAINING_STEP_TAGS,
        automation_condition=after_upstream_update())
 def clip_lora_eval(context: AssetExecutionContext, config: ClipLoraEvalConfig,

@@ -375,7 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--population", type=int, default=8, help="cliplora: schedules per generation")
     p.add_argument("--generations", type=int, default=4, help="cliplora: generations")
-    p.add_argument("--preview-steps", type=int, default=8, help="cliplora: denoising steps of a fitness preview")
+    p.add_argument("--preview-steps", type=int, default=8,
+                   help="cliplora: denoising steps of a fitness preview (at --steps or more: the previews are the "
+                        "final videos)")
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--home", help="overrides CINEPIPE_HOME (where the MLflow store is)")
     p.add_argument("--json", action="store_true")

@@ -232,7 +232,7 @@ def train(model: CameraClip, tokenizer, cache: FrameCache, rows: list[dict], set
                          if settings.hard_negative_weight > 0 else [])
             flow = None
             if model.motion is not None and model.motion.flow:
-                flow = torch.from_numpy(np.stack([flows[chosen[i]][i] for i in batch])).to(device)
+                flow = torch.from_numpy(np.stack([flows[chosen[i]][i] for i in batch]).astype(np.float32)).to(device)
             with autocast:
                 v, t, scale = model(video, tokens, flow)
                 loss = loss_fn(v, t, scale)
@@ -319,13 +319,15 @@ def epoch_plan(rows: list[dict], settings: TrainSettings, epoch: int, windowed: 
 def clip_flows(model: CameraClip, cache: FrameCache, positions: np.ndarray, transform: Transform = TRANSFORMS[0],
                batch_size: int = 64) -> np.ndarray | None:
     """The motion CNN's optical flow of every clip at ``positions`` of the cache, shown with ``transform``
-    (float32, CPU), in that order; None when the model sees no flow."""
+    (float16, CPU: a training run keeps one set per transform and view, 150 MB each in float32 for the default
+    run's 672 clips; flows are in pixels, which float16 holds to a thousandth), in that order; None when the model
+    sees no flow."""
     if model.motion is None or not model.motion.flow:
         return None
     out = []
     for i in range(0, len(positions), batch_size):
         frames = torch.from_numpy(transform_clips(cache.frames[positions[i:i + batch_size]], transform))
-        out.append(model.motion_flow(model.normalise_frames(frames)).cpu().numpy())
+        out.append(model.motion_flow(model.normalise_frames(frames)).cpu().numpy().astype(np.float16))
     return np.concatenate(out)
 
 

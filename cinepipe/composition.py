@@ -8,12 +8,14 @@ changing weights between denoising steps only calls ``set_adapters`` (no file is
 - ``composite``: at every step, each LoRA's flow prediction alone, averaged (one denoiser call per LoRA a step);
 - ``cliplora``: a genetic search over *schedules*: a weight per LoRA for each of ``phases`` spans of the denoising
   run (and, for a two-shot request, per frame segment: each segment's flow comes from its own weights, so a step
-  costs one call per segment). A schedule's fitness is CameraCLIP's judgement of a cheap preview (the same noise,
-  ``preview_steps`` denoising steps): the mean over requested patterns of the probability CameraCLIP gives the
-  pattern within its family (per segment for two-shot requests), plus ``prompt_weight`` times the cosine of the
-  video with the whole prompt. Population, generations, mutation and crossover rates, elitism and early stopping
-  are ``SearchSettings``; the seed makes a search reproducible. The best schedule then generates the final video
-  with the full step count.
+  costs one call per segment). A schedule's fitness is CameraCLIP's judgement of its video, or of a cheaper preview
+  (the same noise, ``preview_steps`` denoising steps): the mean over requested patterns of the probability CameraCLIP
+  gives the pattern within its family (per segment for two-shot requests), plus ``top_weight`` times the share of
+  them it reads as their family's top value, plus ``prompt_weight`` times the cosine of the video with the whole
+  prompt. The first schedule tried is merge's (each segment's own patterns at weight 1); the others start near it.
+  Population, generations, mutation and crossover rates, elitism and early stopping are ``SearchSettings``; the
+  seed makes a search reproducible. With previews shorter than the generation, the best schedule then generates
+  the final video with the full step count; with full-length previews the best one is the final video.
 
 Costs: ``ComposeResult.denoiser_calls`` counts every denoiser evaluation the method spent (the search's previews
 included) and ``seconds`` its wall time; ``history`` holds the best-so-far fitness against evaluations spent.
@@ -128,50 +130,60 @@ class Composer:
         else:
             if self.scorer is None:
                 raise ValueError("cliplora needs a CameraCLIP scorer")
-            schedule, history = self.search(request, seed, search, segments)
-            video = self.run_schedule(request, schedule, seed, steps)
+            schedule, history, video = self.search(request, seed, search, segments)
+            if video is None:  # previews are cheaper than the final video: generate it with the full step count
+                video = self.run_schedule(request, schedule, seed, steps)
         activate(self.model, {})
         return ComposeResult(method, video, self.model.calls - calls, time.perf_counter() - started, schedule,
                              history)
 
     # ---- CLIPLoRA's search ----------------------------------------------------------------------------------
-    def fitness(self, request: Request, video: np.ndarray) -> float:
+    def fitness(self, request: Request, video: np.ndarray, settings: SearchSettings = SearchSettings()) -> float:
         """Mean CameraCLIP probability of each requested pattern within its family (per frame segment for
-        two-shot requests), plus ``prompt_weight`` x the cosine with the whole prompt (set by ``search``)."""
-        probs = pattern_probabilities(self.scorer, request, video)
+        two-shot requests), plus ``top_weight`` x the share of requested patterns CameraCLIP reads as its family's
+        top value, plus ``prompt_weight`` x the cosine with the whole prompt."""
+        probs, tops = pattern_probabilities(self.scorer, request, video, with_top=True)
         prompt = float(self.scorer.score(video[None], [request.prompt])[0, 0])
-        return float(np.mean(probs)) + self._prompt_weight * prompt
-
-    _prompt_weight = 0.5
+        return (float(np.mean(probs)) + settings.top_weight * float(np.mean(tops))
+                + settings.prompt_weight * prompt)
 
     def search(self, request: Request, seed: int, settings: SearchSettings, segments: int
-               ) -> tuple[np.ndarray, list[dict]]:
-        """The genetic search; returns the best schedule and the best-so-far fitness per evaluation."""
+               ) -> tuple[np.ndarray, list[dict], np.ndarray | None]:
+        """The genetic search; returns the best schedule, the best-so-far fitness per evaluation and, when the
+        previews have the full step count, the best schedule's video (else None)."""
         rng = np.random.default_rng(settings.seed)
-        self._prompt_weight = settings.prompt_weight
+        full = settings.preview_steps >= self.generation.steps
+        preview_steps = self.generation.steps if full else settings.preview_steps
         n = len(request.patterns)
         shape = (segments, settings.phases, n)
         seg_patterns = request.segment_patterns()
 
-        def seeded() -> np.ndarray:  # start near "merge": each segment's own patterns on
+        def seeded() -> np.ndarray:  # start near "merge": each segment's own patterns on, anywhere up to max_weight
             genome = rng.uniform(0.0, 0.4, shape)
             for k, pats in enumerate(seg_patterns):
                 for p in pats:
-                    genome[k, :, request.patterns.index(p)] += rng.uniform(0.6, 1.0)
+                    genome[k, :, request.patterns.index(p)] += rng.uniform(0.6, max(0.6, settings.max_weight - 0.4))
             return np.clip(genome, 0.0, settings.max_weight)
 
-        population = [seeded() for _ in range(settings.population)]
+        def merged() -> np.ndarray:  # merge's schedule (each segment's own patterns at weight 1), to improve on
+            genome = np.zeros(shape)
+            for k, pats in enumerate(seg_patterns):
+                for p in pats:
+                    genome[k, :, request.patterns.index(p)] = 1.0
+            return np.clip(genome, 0.0, settings.max_weight)
+
+        population = [merged()] + [seeded() for _ in range(settings.population - 1)]
         scores: list[float] = []
         history: list[dict] = []
-        best, best_fit, stale, evaluations = None, -np.inf, 0, 0
+        best, best_fit, best_video, stale, evaluations = None, -np.inf, None, 0, 0
 
         def evaluate(genome: np.ndarray) -> float:
-            nonlocal best, best_fit, evaluations
-            video = self.run_schedule(request, genome, seed, settings.preview_steps)
-            fit = self.fitness(request, video)
+            nonlocal best, best_fit, best_video, evaluations
+            video = self.run_schedule(request, genome, seed, preview_steps)
+            fit = self.fitness(request, video, settings)
             evaluations += 1
             if fit > best_fit:
-                best, best_fit = genome.copy(), fit
+                best, best_fit, best_video = genome.copy(), fit, (video if full else None)
             history.append({"evaluations": evaluations, "fitness": fit, "best_fitness": best_fit})
             return fit
 
@@ -194,7 +206,7 @@ class Composer:
             stale = stale + 1 if best_fit <= before + 1e-6 else 0
             if stale >= settings.patience:
                 break
-        return best, history
+        return best, history, best_video
 
 
 def _tournament(rng: np.random.Generator, scores: list[float], k: int = 2) -> int:
@@ -206,10 +218,11 @@ def _weights(patterns: list[str], row: np.ndarray) -> dict[str, float]:
     return {p: float(w) for p, w in zip(patterns, row) if w > 1e-3}
 
 
-def pattern_probabilities(scorer, request: Request, video: np.ndarray) -> list[float]:
+def pattern_probabilities(scorer, request: Request, video: np.ndarray, with_top: bool = False):
     """CameraCLIP's probability of each requested pattern within its family, on the frames of the segment that
-    requests it (softmax of the class scores at CLIP's logit scale)."""
-    out = []
+    requests it (softmax of the class scores at CLIP's logit scale); with ``with_top``, also whether each is its
+    family's top value (a list of bools)."""
+    out, tops = [], []
     segments = request.segment_patterns()
     masks = frame_masks(video.shape[0], len(segments))
     for mask, pats in zip(masks, segments):
@@ -222,7 +235,8 @@ def pattern_probabilities(scorer, request: Request, video: np.ndarray) -> list[f
             probs = np.exp(logits - logits.max())
             probs /= probs.sum()
             out.append(float(probs[values.index(p)]))
-    return out
+            tops.append(scores[family]["top"] == p)
+    return (out, tops) if with_top else out
 
 
 def pattern_presence(scorer, request: Request, video: np.ndarray, fps: float) -> dict:

@@ -7,7 +7,7 @@ import torch
 
 from cinepipe import camera_diff as cd
 from cinepipe.composition import (METHODS, Composer, Request, SearchSettings, frame_masks, pattern_presence,
-                                  temporal_consistency)
+                                  pattern_probabilities, temporal_consistency)
 from cinepipe.diffusion_settings import GenerationSettings, LoraSettings, TinyVideoConfig, VideoFormat
 from cinepipe.video_model import VideoModel
 
@@ -62,6 +62,24 @@ def test_the_search_is_reproducible_and_its_best_fitness_never_falls(composer):
     assert best[-1] == max(h["fitness"] for h in a.history)
     other = composer.compose("cliplora", REQUEST, seed=2, search=SearchSettings(**{**SEARCH.__dict__, "seed": 4}))
     assert not np.array_equal(a.schedule, other.schedule)
+
+
+def test_full_step_previews_are_the_final_videos_and_start_from_merge(composer):
+    full = SearchSettings(**{**SEARCH.__dict__, "preview_steps": GEN.steps, "generations": 1})
+    result = composer.compose("cliplora", REQUEST, seed=1, search=full)
+    evaluations = len(result.history)
+    assert result.denoiser_calls == evaluations * GEN.steps  # the best preview is returned, not generated again
+    # the first schedule tried is merge's, so the search ends at least as fit as merge
+    merge = composer.compose("merge", REQUEST, seed=1)
+    merge_fitness = composer.fitness(REQUEST, merge.video, full)
+    assert result.history[0]["fitness"] == pytest.approx(merge_fitness, abs=1e-5)
+    assert composer.fitness(REQUEST, result.video, full) == pytest.approx(result.history[-1]["best_fitness"],
+                                                                          abs=1e-5)
+    assert result.history[-1]["best_fitness"] >= merge_fitness - 1e-5
+    # the top-value term counts: without it the fitness is lower by exactly its share
+    _, tops = pattern_probabilities(composer.scorer, REQUEST, merge.video, with_top=True)
+    plain = SearchSettings(**{**full.__dict__, "top_weight": 0.0})
+    assert merge_fitness - composer.fitness(REQUEST, merge.video, plain) == pytest.approx(np.mean(tops), abs=1e-6)
 
 
 def test_two_shot_requests_schedule_each_frame_segment(composer):
