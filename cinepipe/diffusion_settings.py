@@ -186,7 +186,7 @@ class SearchSettings:
     elitism: int = 2  # best schedules carried over unchanged
     patience: int = 2  # generations without improvement before stopping early
     # a schedule's weights lie in [0, max_weight]; the search starts each requested pattern anywhere in [0.6,
-    # max_weight]. Session 21, the main job's models, 6 requests x 3 seeds: pattern presence 0.278 with weights up
+    # max_weight]. Session 21, on session 20's main-job models, 6 requests x 3 seeds: presence 0.278 with weights up
     # to 1.5, 0.389 up to 2.5 (merge, one static weight for the whole run: 0.241 at 1.0, 0.259 at 1.5, 0.250 at 2.0,
     # 0.241 at 2.5): it is the schedule, not the larger weight, that helps
     max_weight: float = 2.5
