@@ -105,3 +105,22 @@ def test_unknown_method_and_missing_scorer_fail_clearly(composer):
         composer.compose("blend", REQUEST, seed=0)
     with pytest.raises(ValueError, match="needs a CameraCLIP scorer"):
         Composer(composer.model, None, GEN).compose("cliplora", REQUEST, seed=0)
+
+
+def test_changing_only_the_weights_matches_a_full_set_adapters(composer):
+    model = composer.model
+    x = model.initial_noise([5])
+    sigma, text = torch.tensor([0.6]), model.encode_text(["a woman in a courtyard"])
+    weights = {"long_shot": 0.3, "zoom_in": 1.7}
+    with torch.no_grad():
+        cd.activate(model, {"close_up": 1.0})  # other adapters: the full path
+        cd.activate(model, weights)
+        full = model.predict(x, sigma, text)
+        cd.activate(model, {"long_shot": 1.0, "zoom_in": 1.0})
+        cd.activate(model, weights)  # the same adapters: only their scales change
+        fast = model.predict(x, sigma, text)
+        cd.activate(model, {})
+        cd.activate(model, weights)  # after disabling: the full path again
+        again = model.predict(x, sigma, text)
+    assert torch.equal(full, fast) and torch.equal(full, again)
+    cd.activate(model, {})
