@@ -142,7 +142,7 @@ class Composer:
         """Mean CameraCLIP probability of each requested pattern within its family (per frame segment for
         two-shot requests), plus ``top_weight`` x the share of requested patterns CameraCLIP reads as its family's
         top value, plus ``prompt_weight`` x the cosine with the whole prompt."""
-        probs, tops = pattern_probabilities(self.scorer, request, video, with_top=True)
+        probs, tops = pattern_readings(self.scorer, request, video)
         prompt = float(self.scorer.score(video[None], [request.prompt])[0, 0])
         return (float(np.mean(probs)) + settings.top_weight * float(np.mean(tops))
                 + settings.prompt_weight * prompt)
@@ -158,18 +158,18 @@ class Composer:
         shape = (segments, settings.phases, n)
         seg_patterns = request.segment_patterns()
 
+        own = [(k, request.patterns.index(p)) for k, pats in enumerate(seg_patterns) for p in pats]
+
         def seeded() -> np.ndarray:  # start near "merge": each segment's own patterns on, anywhere up to max_weight
             genome = rng.uniform(0.0, 0.4, shape)
-            for k, pats in enumerate(seg_patterns):
-                for p in pats:
-                    genome[k, :, request.patterns.index(p)] += rng.uniform(0.6, max(0.6, settings.max_weight - 0.4))
+            for k, i in own:
+                genome[k, :, i] += rng.uniform(0.6, max(0.6, settings.max_weight - 0.4))
             return np.clip(genome, 0.0, settings.max_weight)
 
         def merged() -> np.ndarray:  # merge's schedule (each segment's own patterns at weight 1), to improve on
             genome = np.zeros(shape)
-            for k, pats in enumerate(seg_patterns):
-                for p in pats:
-                    genome[k, :, request.patterns.index(p)] = 1.0
+            for k, i in own:
+                genome[k, :, i] = 1.0
             return np.clip(genome, 0.0, settings.max_weight)
 
         population = [merged()] + [seeded() for _ in range(settings.population - 1)]
@@ -218,10 +218,14 @@ def _weights(patterns: list[str], row: np.ndarray) -> dict[str, float]:
     return {p: float(w) for p, w in zip(patterns, row) if w > 1e-3}
 
 
-def pattern_probabilities(scorer, request: Request, video: np.ndarray, with_top: bool = False):
+def pattern_probabilities(scorer, request: Request, video: np.ndarray) -> list[float]:
+    """CameraCLIP's probability of each requested pattern within its family (see ``pattern_readings``)."""
+    return pattern_readings(scorer, request, video)[0]
+
+
+def pattern_readings(scorer, request: Request, video: np.ndarray) -> tuple[list[float], list[bool]]:
     """CameraCLIP's probability of each requested pattern within its family, on the frames of the segment that
-    requests it (softmax of the class scores at CLIP's logit scale); with ``with_top``, also whether each is its
-    family's top value (a list of bools)."""
+    requests it (softmax of the class scores at CLIP's logit scale), and whether it is its family's top value."""
     out, tops = [], []
     segments = request.segment_patterns()
     masks = frame_masks(video.shape[0], len(segments))
@@ -236,7 +240,7 @@ def pattern_probabilities(scorer, request: Request, video: np.ndarray, with_top:
             probs /= probs.sum()
             out.append(float(probs[values.index(p)]))
             tops.append(scores[family]["top"] == p)
-    return (out, tops) if with_top else out
+    return out, tops
 
 
 def pattern_presence(scorer, request: Request, video: np.ndarray, fps: float) -> dict:

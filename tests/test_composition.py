@@ -7,7 +7,7 @@ import torch
 
 from cinepipe import camera_diff as cd
 from cinepipe.composition import (METHODS, Composer, Request, SearchSettings, frame_masks, pattern_presence,
-                                  pattern_probabilities, temporal_consistency)
+                                  pattern_readings, temporal_consistency)
 from cinepipe.diffusion_settings import GenerationSettings, LoraSettings, TinyVideoConfig, VideoFormat
 from cinepipe.video_model import VideoModel
 
@@ -77,7 +77,7 @@ def test_full_step_previews_are_the_final_videos_and_start_from_merge(composer):
                                                                           abs=1e-5)
     assert result.history[-1]["best_fitness"] >= merge_fitness - 1e-5
     # the top-value term counts: without it the fitness is lower by exactly its share
-    _, tops = pattern_probabilities(composer.scorer, REQUEST, merge.video, with_top=True)
+    _, tops = pattern_readings(composer.scorer, REQUEST, merge.video)
     plain = SearchSettings(**{**full.__dict__, "top_weight": 0.0})
     assert merge_fitness - composer.fitness(REQUEST, merge.video, plain) == pytest.approx(np.mean(tops), abs=1e-6)
 
